@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make demo` (runs the pipeline)  and  `make test`.
+# Both create .venv and install the project first.
+#
+# torch is pinned in the same pip call as the project: on CPU-only machines with a local CPU wheel
+# this resolves to the CPU build; on a GPU Linux box PyPI's torch 2.13.0 is a CUDA build.
+# Another torch/CUDA build:  make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+# (or TORCH=torch for the newest release).
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+CORES  ?= all
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test lint dryrun clean-results
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]" $(TORCH)
+	touch $@
+
+demo: $(BIN)/.installed  ## run the whole pipeline on the synthetic default; ends with results/report/
+	$(BIN)/snakemake --cores $(CORES)
+	@echo "report: results/report/summary.md"
+
+test: $(BIN)/.installed  ## the test suite (unit + end-to-end workflow runs)
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/snakemake --lint
+
+dryrun: $(BIN)/.installed
+	$(BIN)/snakemake -n

@@ -1,0 +1,153 @@
+"""`xmodseg` command line: thin argparse wrappers over importable functions (the rules call these)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from xmodseg.errors import ConfigError, XmodsegError
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _dataset(args: argparse.Namespace):  # -> DatasetSpec
+    from xmodseg.registry import load_dataset
+
+    return load_dataset(args.registry, args.dataset)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from xmodseg.synth import generate_modality
+
+    spec = _dataset(args)
+    if spec.source.get("kind") != "synthetic":
+        raise ConfigError(f"datasets.{spec.name}.source.kind is '{spec.source.get('kind')}', not 'synthetic'")
+    generate_modality(spec, args.modality)
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from xmodseg.preprocess import PreprocessConfig, preprocess_modality
+
+    preprocess_modality(_dataset(args), args.modality, PreprocessConfig.from_dict(args.params), args.out)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from xmodseg.training.run import train_experiment
+
+    train_experiment(
+        method_name=args.method,
+        params=args.params,
+        seed=args.seed,
+        source_cache=args.source_cache,
+        target_cache=args.target_cache,
+        model_path=args.model,
+        checkpoint_dir=args.checkpoint_dir,
+        log_path=args.train_log,
+        stop_at=args.stop_at,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from xmodseg.evaluate import evaluate_model
+
+    evaluate_model(
+        model_path=args.model,
+        target_cache=args.target_cache,
+        spec=_dataset(args),
+        predictions_dir=args.predictions,
+        metrics_path=args.metrics,
+        experiment=args.experiment,
+        batch_size=args.batch_size,
+    )
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from xmodseg.report import aggregate_seeds
+
+    aggregate_seeds(args.metrics, args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from xmodseg.report import build_report
+
+    build_report(args.metrics, args.out, title=args.title)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xmodseg", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_dataset(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--registry", default="config/datasets.yaml", help="data-set registry YAML")
+        sp.add_argument("--dataset", required=True, help="registry entry name")
+
+    s = sub.add_parser("synth", help="generate the synthetic MR/CT phantom for one modality")
+    with_dataset(s)
+    s.add_argument("--modality", required=True)
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("preprocess", help="resample, crop, normalise and cache one modality")
+    with_dataset(s)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--params", type=_json_arg, default={}, help="the config's `preprocess` block as JSON")
+    s.add_argument("--out", required=True, help="cache folder to write")
+    s.set_defaults(func=cmd_preprocess)
+
+    s = sub.add_parser("train", help="train one experiment (method x direction x seed)")
+    s.add_argument("--method", required=True)
+    s.add_argument("--params", type=_json_arg, required=True, help="the experiment's `train` block as JSON")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--source-cache", required=True)
+    s.add_argument("--target-cache", required=True)
+    s.add_argument("--model", required=True, help="model file to write (sidecar: same name, .json)")
+    s.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints (kept outside the rule's outputs)")
+    s.add_argument("--train-log", required=True, help="JSONL loss log")
+    s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="predict the target test volumes and compute Dice/ASSD")
+    with_dataset(s)
+    s.add_argument("--model", required=True)
+    s.add_argument("--target-cache", required=True)
+    s.add_argument("--predictions", required=True, help="folder for NIfTI predictions on the original grids")
+    s.add_argument("--metrics", required=True, help="metrics.json to write")
+    s.add_argument("--experiment", type=_json_arg, default={}, help="resolved experiment config (recorded)")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("aggregate", help="combine the seeds of one experiment into one metrics file")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("report", help="summary tables, bar plot and overlays from metrics files")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--out", required=True, help="report folder")
+    s.add_argument("--title", default="xmodseg report")
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except XmodsegError as exc:
+        print(f"xmodseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

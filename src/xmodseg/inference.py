@@ -1,0 +1,40 @@
+"""Slice-wise inference on cached target volumes and mapping predictions back to the scan's grid."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from xmodseg.imageio import reference_image
+from xmodseg.preprocess.crop import uncrop
+from xmodseg.preprocess.geometry import SLICE_AXES, resample_like
+
+
+@torch.no_grad()
+def predict_slices(net: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 32) -> np.ndarray:
+    """Argmax labels for every slice of a [S, H, W] volume (all slices, no remainder dropped)."""
+    out = np.empty(images.shape, dtype=np.uint8)
+    for i in range(0, images.shape[0], batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).unsqueeze(1).to(device)
+        out[i : i + batch_size] = net(batch).argmax(dim=1).cpu().numpy().astype(np.uint8)
+    return out
+
+
+def to_original_grid(pred: np.ndarray, record: Mapping[str, Any], slice_axis: str) -> sitk.Image:
+    """Undo slicing, cropping and resampling: a label image on the original scan's voxel grid.
+
+    Nearest-neighbour resampling in physical space, so the result opens aligned with the original
+    image in ITK-SNAP or 3D Slicer.
+    """
+    zyx = np.moveaxis(pred, 0, SLICE_AXES[slice_axis])
+    resampled = record["resampled_geometry"]
+    full = uncrop(zyx, record["crop_start_zyx"], list(reversed(resampled["size"])), fill=0)
+    on_resampled = sitk.GetImageFromArray(full)
+    ref = reference_image(resampled)
+    on_resampled.CopyInformation(ref)
+    return resample_like(on_resampled, reference_image(record["original_geometry"]), "nearest", 0, sitk.sitkUInt8)

@@ -1,0 +1,88 @@
+"""What a training method is: networks + optimizers + one `train_step`, on the shared loop."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from xmodseg.slices import SliceSet
+from xmodseg.training.device import Precision
+
+
+@dataclass
+class TrainData:
+    """The slices a method may see. Target labels are present only for methods that declare them."""
+
+    source: SliceSet | None
+    target: SliceSet | None
+
+
+@dataclass(frozen=True)
+class DataNeeds:
+    source_images: bool = True
+    source_labels: bool = False
+    target_images: bool = False
+    target_labels: bool = False  # only the oracle (upper bound) may set this
+
+
+class Method(ABC):
+    """Subclasses build their networks/optimizers in `__init__` and implement `train_step`."""
+
+    name: ClassVar[str]
+    needs: ClassVar[DataNeeds]
+
+    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
+        self.params = dict(params)
+        self.num_classes = num_classes
+        self.precision = precision
+        self.device = precision.device
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.needs_scaler)
+
+    @abstractmethod
+    def networks(self) -> Mapping[str, nn.Module]: ...
+
+    @abstractmethod
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]: ...
+
+    @abstractmethod
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+        """One iteration; returns every loss term as a float (logged, checked for NaN/Inf)."""
+
+    @abstractmethod
+    def inference_architecture(self) -> dict[str, Any]:
+        """{"kind", "kwargs"} of the network applied to target images at test time."""
+
+    @abstractmethod
+    def inference_network(self) -> nn.Module: ...
+
+    def backward_step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
+        """Backward + step with the AMP scaler (a no-op wrapper in fp32/bf16)."""
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for opt in optimizers:
+            self.scaler.step(opt)
+        self.scaler.update()
+
+    def train(self) -> None:
+        for net in self.networks().values():
+            net.train()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "networks": {k: v.state_dict() for k, v in self.networks().items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers().items()},
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k, net in self.networks().items():
+            net.load_state_dict(state["networks"][k])
+        for k, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][k])
+        self.scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,87 @@
+"""Supervised 2D segmentation baselines: `source_only` (lower bound) and `oracle` (upper bound).
+
+Both train the same segmenter with Dice + cross-entropy (MONAI `DiceCELoss`); they differ only in
+whose labels they see: source labels for `source_only`, target training labels for `oracle`.
+Later baselines (translate_then_segment) reuse this module on translated source slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from monai.losses import DiceCELoss
+from torch import nn
+
+from xmodseg import networks
+from xmodseg.methods import register
+from xmodseg.methods.base import DataNeeds, Method, TrainData
+from xmodseg.slices import SliceSet
+from xmodseg.training.device import Precision
+
+DEFAULT_NETWORK: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}
+
+
+class SupervisedSegmentation(Method):
+    """A segmenter trained on one labelled slice set (chosen by `labelled_set`)."""
+
+    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
+        super().__init__(params, num_classes, precision)
+        net_kwargs = {**DEFAULT_NETWORK, **self.params.get("network", {}), "num_classes": num_classes}
+        self._arch = {"kind": "monai_unet", "kwargs": net_kwargs}
+        self.net = networks.build(self._arch).to(self.device)
+        self.opt = torch.optim.Adam(
+            self.net.parameters(), lr=float(self.params.get("lr", 1e-3)), weight_decay=float(self.params.get("weight_decay", 1e-5))
+        )
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.batch_size = int(self.params.get("batch_size", 8))
+
+    def labelled_set(self, data: TrainData) -> SliceSet:
+        raise NotImplementedError
+
+    def networks(self) -> Mapping[str, nn.Module]:
+        return {"segmenter": self.net}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"segmenter": self.opt}
+
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+        images, labels = self.labelled_set(data).sample(self.batch_size, sampler)
+        assert labels is not None
+        images, labels = images.to(self.device), labels.to(self.device)
+        with self.precision.autocast():
+            logits = self.net(images)
+        loss = self.loss(logits.float(), labels.unsqueeze(1))
+        self.backward_step(loss, self.opt)
+        return {"seg": float(loss.detach())}
+
+    def inference_architecture(self) -> dict[str, Any]:
+        return self._arch
+
+    def inference_network(self) -> nn.Module:
+        return self.net
+
+
+@register
+class SourceOnly(SupervisedSegmentation):
+    """Trained on labelled source slices only; evaluated on the target (no adaptation)."""
+
+    name: ClassVar[str] = "source_only"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True)
+
+    def labelled_set(self, data: TrainData) -> SliceSet:
+        assert data.source is not None
+        return data.source
+
+
+@register
+class Oracle(SupervisedSegmentation):
+    """Trained on labelled *target* training slices: the upper bound adaptation methods chase."""
+
+    name: ClassVar[str] = "oracle"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_images=False, target_images=True, target_labels=True)
+
+    def labelled_set(self, data: TrainData) -> SliceSet:
+        assert data.target is not None
+        return data.target

@@ -1,0 +1,69 @@
+"""Fixed-size in-plane crop/pad around a region found from the image alone (never from labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+
+def body_mask(volume: np.ndarray) -> np.ndarray:
+    """Foreground (body) mask by Otsu thresholding, largest connected component.
+
+    Uses only image intensities, so it is the same at training and test time.
+    """
+    img = sitk.GetImageFromArray(volume.astype(np.float32))
+    mask = sitk.GetArrayFromImage(sitk.OtsuThreshold(img, 0, 1)).astype(bool)
+    labelled, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum_labels(mask, labelled, index=np.arange(1, n + 1))
+        mask = labelled == (int(np.argmax(sizes)) + 1)
+    return mask
+
+
+def crop_box(volume: np.ndarray, slice_axis: int, size: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Start index and size per array axis: `size` in-plane, centred on the body bounding box; full
+    body extent along the slicing axis. Starts may be negative or exceed the array (padding)."""
+    mask = body_mask(volume)
+    if not mask.any():
+        mask = np.ones_like(mask)
+    coords = np.argwhere(mask)
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    in_plane = [a for a in range(3) if a != slice_axis]
+    start, extent = [0, 0, 0], [0, 0, 0]
+    start[slice_axis], extent[slice_axis] = int(lo[slice_axis]), int(hi[slice_axis] - lo[slice_axis] + 1)
+    for axis, n in zip(in_plane, size, strict=True):
+        centre = (lo[axis] + hi[axis]) / 2.0
+        start[axis] = int(np.floor(centre - n / 2.0 + 0.5))
+        extent[axis] = int(n)
+    return start, extent
+
+
+def crop_pad(volume: np.ndarray, start: Sequence[int], extent: Sequence[int], fill: float) -> np.ndarray:
+    """Extract `volume[start:start+extent]`, padding with `fill` where the box leaves the array."""
+    out = np.full(tuple(extent), fill, dtype=volume.dtype)
+    src, dst = [], []
+    for s, e, n in zip(start, extent, volume.shape, strict=True):
+        a, b = max(s, 0), min(s + e, n)
+        if b <= a:
+            return out
+        src.append(slice(a, b))
+        dst.append(slice(a - s, b - s))
+    out[tuple(dst)] = volume[tuple(src)]
+    return out
+
+
+def uncrop(cropped: np.ndarray, start: Sequence[int], full_shape: Sequence[int], fill: float = 0) -> np.ndarray:
+    """Inverse of `crop_pad`: place a cropped array back into an array of `full_shape`."""
+    out = np.full(tuple(full_shape), fill, dtype=cropped.dtype)
+    src, dst = [], []
+    for s, e, n in zip(start, cropped.shape, full_shape, strict=True):
+        a, b = max(s, 0), min(s + e, n)
+        if b <= a:
+            return out
+        dst.append(slice(a, b))
+        src.append(slice(a - s, b - s))
+    out[tuple(dst)] = cropped[tuple(src)]
+    return out

@@ -1,0 +1,158 @@
+"""The data-set registry (`config/datasets.yaml`): file layout, label mapping, classes and splits.
+
+Every stage reads data sets only through this module, so a real data set (MM-WHS, CHAOS, ...) is a
+registry entry, not code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xmodseg.errors import ConfigError, SplitLeakError
+from xmodseg.labels import LabelMapping
+
+MODALITY_KINDS = ("mr", "ct")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    name: str  # e.g. "mr", "ct"
+    kind: str  # intensity family used by normalisation: "mr" or "ct"
+    image_pattern: str
+    label_pattern: str
+    cases: tuple[str, ...]
+    test_cases: tuple[str, ...]
+
+    @property
+    def train_cases(self) -> tuple[str, ...]:
+        test = set(self.test_cases)
+        return tuple(c for c in self.cases if c not in test)
+
+    def split_of(self, case: str) -> str:
+        return "test" if case in self.test_cases else "train"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    root: Path
+    source: Mapping[str, Any]
+    labels: LabelMapping
+    modalities: Mapping[str, ModalitySpec]
+    description: str = ""
+
+    def modality(self, name: str) -> ModalitySpec:
+        try:
+            return self.modalities[name]
+        except KeyError:
+            raise ConfigError(f"dataset '{self.name}' has no modality '{name}' (has: {sorted(self.modalities)})") from None
+
+    def image_path(self, modality: str, case: str) -> Path:
+        return self.root / self.modality(modality).image_pattern.format(case=case, modality=modality)
+
+    def label_path(self, modality: str, case: str) -> Path:
+        return self.root / self.modality(modality).label_pattern.format(case=case, modality=modality)
+
+
+def parse_cases(value: Any, key: str) -> tuple[str, ...]:
+    """Cases as a list (`[1001, 1002]`) or an inclusive numeric range string (`"1001-1020"`)."""
+    if isinstance(value, str) and "-" in value:
+        lo, hi = value.split("-", 1)
+        try:
+            a, b = int(lo), int(hi)
+        except ValueError:
+            raise ConfigError(f"{key}: '{value}' is not a range like '1001-1020'") from None
+        if b < a:
+            raise ConfigError(f"{key}: empty range '{value}'")
+        return tuple(str(i) for i in range(a, b + 1))
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return tuple(str(v) for v in value)
+    raise ConfigError(f"{key}: expected a list of case ids or a range string, got {value!r}")
+
+
+def check_split(spec: ModalitySpec, key: str) -> None:
+    """Case-level split guard: test ids exist, are unique and leave at least one training case."""
+    if len(set(spec.cases)) != len(spec.cases):
+        raise ConfigError(f"{key}.cases: duplicate case ids")
+    missing = sorted(set(spec.test_cases) - set(spec.cases))
+    if missing:
+        raise ConfigError(f"{key}.test: {missing} are not in {key}.cases")
+    if not spec.train_cases:
+        raise ConfigError(f"{key}: every case is a test case; nothing left to train on")
+
+
+def assert_no_test_cases(used: Sequence[str], spec: ModalitySpec, purpose: str) -> None:
+    """Raise if any test case is about to be used for `purpose` (training, statistics, selection)."""
+    leaked = sorted(set(used) & set(spec.test_cases))
+    if leaked:
+        raise SplitLeakError(f"test cases {leaked} of modality '{spec.name}' would be used for {purpose}")
+
+
+def _modality_from_config(name: str, raw: Mapping[str, Any], key: str) -> ModalitySpec:
+    for field in ("image", "label", "cases"):
+        if field not in raw:
+            raise ConfigError(f"{key}.{field} is required")
+    kind = str(raw.get("kind", name))
+    if kind not in MODALITY_KINDS:
+        raise ConfigError(f"{key}.kind: '{kind}' is not one of {MODALITY_KINDS}")
+    spec = ModalitySpec(
+        name=name,
+        kind=kind,
+        image_pattern=str(raw["image"]),
+        label_pattern=str(raw["label"]),
+        cases=parse_cases(raw["cases"], f"{key}.cases"),
+        test_cases=parse_cases(raw.get("test", []), f"{key}.test"),
+    )
+    check_split(spec, key)
+    return spec
+
+
+def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.PathLike[str] = ".") -> DatasetSpec:
+    key = f"datasets.{name}"
+    labels = raw.get("labels")
+    if not labels or "classes" not in labels or "mapping" not in labels:
+        raise ConfigError(f"{key}.labels needs 'classes' and 'mapping'")
+    try:
+        mapping = LabelMapping.from_config(labels["classes"], labels["mapping"], labels.get("ignore", ()))
+    except ValueError as exc:
+        raise ConfigError(f"{key}.labels: {exc}") from None
+    mods = raw.get("modalities") or {}
+    if not mods:
+        raise ConfigError(f"{key}.modalities is empty")
+    root = Path(raw.get("root", f"data/raw/{name}"))
+    if not root.is_absolute():
+        root = Path(base_dir) / root
+    return DatasetSpec(
+        name=name,
+        root=root,
+        source=dict(raw.get("source", {"kind": "local"})),
+        labels=mapping,
+        modalities={m: _modality_from_config(m, r, f"{key}.modalities.{m}") for m, r in mods.items()},
+        description=str(raw.get("description", "")),
+    )
+
+
+def load_registry(path: str | os.PathLike[str]) -> dict[str, Mapping[str, Any]]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"registry file {p} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
+        raise ConfigError(f"{p}: expected a top-level 'datasets:' mapping")
+    return data["datasets"]
+
+
+def load_dataset(registry_path: str | os.PathLike[str], name: str, base_dir: str | os.PathLike[str] = ".") -> DatasetSpec:
+    entries = load_registry(registry_path)
+    if name not in entries:
+        raise ConfigError(f"dataset '{name}' is not in {registry_path} (known: {sorted(entries)})")
+    return dataset_from_config(name, entries[name], base_dir)

@@ -1,0 +1,227 @@
+"""Report: per-experiment aggregation over seeds, summary tables (CSV + Markdown), a bar plot and
+image overlays, each number linked to the metrics file (and hence the provenance) it came from."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xmodseg.atomic import atomic_path, write_json, write_text
+
+METRIC_KEYS = {"dice": "Dice", "assd_mm": "ASSD (mm)", "sifa_dice": "Dice (SIFA-compatible)", "sifa_assd_vox": "ASSD (voxels, SIFA-compatible)"}
+
+
+def _load(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    out = []
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        d["_path"] = str(p)
+        out.append(d)
+    return out
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    if np.isnan(arr).any():
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std())
+
+
+def long_table(metrics_files: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    """One row per (experiment, seed, metric, class): the test-set mean of that seed."""
+    rows = []
+    for d in _load(metrics_files):
+        exp = d["experiment"]
+        for key in METRIC_KEYS:
+            for cls, stats in d["summary"][key].items():
+                rows.append(
+                    {
+                        "experiment": exp["name"],
+                        "method": exp["method"],
+                        "source": exp["source"],
+                        "target": exp["target"],
+                        "seed": exp["seed"],
+                        "metric": key,
+                        "class": cls,
+                        "value": stats["mean"],
+                        "volume_std": stats["std"],
+                        "n_volumes": stats["n"],
+                        "n_undefined": stats["n_undefined"],
+                        "metrics_file": d["_path"],
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (experiment, metric, class)."""
+    rows = []
+    keys = ["experiment", "method", "source", "target", "metric", "class"]
+    for key, grp in long.groupby(keys, sort=False):
+        mean, std = _mean_std(grp["value"].tolist())
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "mean": mean,
+                "std_over_seeds": std,
+                "n_seeds": int(grp["seed"].nunique()),
+                "volume_std": float(grp["volume_std"].mean()),
+                "n_volumes": int(grp["n_volumes"].iloc[0]),
+                "n_undefined": int(grp["n_undefined"].sum()),
+                "metrics_files": ";".join(grp["metrics_file"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def aggregate_seeds(metrics_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> dict[str, Any]:
+    """One experiment's seeds in one small JSON (what `dvc metrics show` displays)."""
+    summary = seed_summary(long_table(metrics_files))
+    if summary["experiment"].nunique() != 1:
+        raise ValueError(f"aggregate expects one experiment, got {sorted(summary['experiment'].unique())}")
+    result: dict[str, Any] = {"experiment": summary["experiment"].iloc[0], "seeds": len(metrics_files)}
+    for key in METRIC_KEYS:
+        sub = summary[summary["metric"] == key]
+        result[key] = {r["class"]: {"mean": _round(r["mean"]), "std_over_seeds": _round(r["std_over_seeds"])} for _, r in sub.iterrows()}
+    result["metrics_files"] = [str(p) for p in metrics_files]
+    write_json(out, result)
+    return result
+
+
+def _round(v: float) -> float | None:
+    return None if math.isnan(v) else round(float(v), 6)
+
+
+def _fmt(mean: float, std: float, n_undefined: int = 0) -> str:
+    if math.isnan(mean):
+        return f"N/A ({n_undefined} undef.)" if n_undefined else "N/A"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def markdown_table(summary: pd.DataFrame, metric: str) -> str:
+    sub = summary[summary["metric"] == metric]
+    classes = list(dict.fromkeys(sub["class"]))
+    header = "| method | direction | seeds | " + " | ".join(classes) + " |\n|---|---|---|" + "---|" * len(classes) + "\n"
+    lines = []
+    for (method, source, target), grp in sub.groupby(["method", "source", "target"], sort=False):
+        by_cls = {r["class"]: r for _, r in grp.iterrows()}
+        n_seeds = int(grp["n_seeds"].iloc[0])
+        cells = []
+        for c in classes:
+            r = by_cls[c]
+            std = r["std_over_seeds"] if n_seeds > 1 else r["volume_std"]
+            cells.append(_fmt(r["mean"], std, int(r["n_undefined"])))
+        lines.append(f"| {method} | {source.upper()}→{target.upper()} | {n_seeds} | " + " | ".join(cells) + " |")
+    return header + "\n".join(lines) + "\n"
+
+
+def bar_plot(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = summary[summary["metric"] == "dice"]
+    directions = list(dict.fromkeys(zip(sub["source"], sub["target"], strict=True)))
+    fig, axes = plt.subplots(1, len(directions), figsize=(6 * len(directions), 4), squeeze=False)
+    for ax, (src, tgt) in zip(axes[0], directions, strict=True):
+        d = sub[(sub["source"] == src) & (sub["target"] == tgt)]
+        classes = list(dict.fromkeys(d["class"]))
+        methods = list(dict.fromkeys(d["method"]))
+        width = 0.8 / max(len(methods), 1)
+        x = np.arange(len(classes))
+        for i, m in enumerate(methods):
+            dm = d[d["method"] == m].set_index("class").loc[classes]
+            err = np.where(dm["n_seeds"] > 1, dm["std_over_seeds"], dm["volume_std"])
+            ax.bar(x + i * width, dm["mean"], width, yerr=err, capsize=2, label=m)
+        ax.set_xticks(x + width * (len(methods) - 1) / 2, classes)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("Dice")
+        ax.set_title(f"{src.upper()} → {tgt.upper()} (target test volumes)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def overlay_plot(overlay_npz: Path, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    d = np.load(overlay_npz)
+    cmap = ListedColormap(["none", "tab:red", "tab:green", "tab:blue", "tab:orange"])
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+    for ax, (name, lab) in zip(axes, [("image", None), ("ground truth", d["label"]), ("prediction", d["prediction"])], strict=True):
+        ax.imshow(d["image"], cmap="gray")
+        if lab is not None:
+            ax.imshow(np.ma.masked_equal(lab, 0), cmap=cmap, vmin=0, vmax=4, alpha=0.5, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{title}: case {d['case']}, slice {int(d['slice'])}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def build_report(metrics_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, title: str = "xmodseg report") -> None:
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    long = long_table(metrics_files)
+    summary = seed_summary(long)
+    with atomic_path(out_dir / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6f")
+    bar_plot(summary, out_dir / "dice_bar.png")
+    overlays = _overlays(_load(metrics_files), out_dir)
+    write_text(out_dir / "summary.md", _markdown(title, summary, _load(metrics_files), overlays))
+
+
+def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
+    """One overlay per experiment (its lowest seed)."""
+    first: dict[str, dict[str, Any]] = {}
+    for d in sorted(docs, key=lambda d: d["experiment"]["seed"]):
+        first.setdefault(d["experiment"]["name"], d)
+    made = {}
+    for name, d in first.items():
+        npz = Path(d["_path"]).with_name("overlay.npz")
+        if npz.is_file():
+            png = out_dir / f"overlay_{name}.png"
+            overlay_plot(npz, f"{name} (seed {d['experiment']['seed']})", png)
+            made[name] = png.name
+    return made
+
+
+def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], overlays: Mapping[str, str]) -> str:
+    parts = [f"# {title}\n"]
+    parts.append(
+        "Target-domain test volumes, 3D per volume. Values are mean ± std: std over seeds when an experiment "
+        "has several seeds, otherwise over test volumes. N/A: ASSD undefined for some volume (empty prediction or "
+        "ground truth). `mean` is the average of the class means.\n"
+    )
+    for key, label in METRIC_KEYS.items():
+        parts.append(f"\n## {label}\n\n" + markdown_table(summary, key))
+    parts.append("\n![Dice per class](dice_bar.png)\n")
+    if overlays:
+        parts.append("\n## Overlays (target image, ground truth, prediction)\n")
+        for name, png in overlays.items():
+            parts.append(f"\n**{name}**\n\n![{name}]({png})\n")
+    parts.append("\n## Provenance\n\n| experiment | seed | metrics file | model sha256 | git commit | dirty | data manifest sha256 |\n|---|---|---|---|---|---|---|\n")
+    for d in sorted(docs, key=lambda d: (d["experiment"]["name"], d["experiment"]["seed"])):
+        prov = d["provenance"]
+        git = prov.get("git", {})
+        parts.append(
+            f"| {d['experiment']['name']} | {d['experiment']['seed']} | `{d['_path']}` | `{prov['model_sha256'][:12]}` | "
+            f"`{(git.get('commit') or 'n/a')[:12]}` | {git.get('dirty')} | `{prov['data_manifest_sha256'][:12]}` |\n"
+        )
+    return "".join(parts)

@@ -1,0 +1,39 @@
+"""Atomic checkpoints kept outside Snakemake's declared outputs.
+
+Snakemake deletes the declared outputs of a failed job; checkpoints live in their own folder so a
+rerun (or a requeued SLURM job) resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xmodseg.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+
+
+def save_checkpoint(folder: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    path = Path(folder) / LAST
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint(folder: str | os.PathLike[str], config_hash: str) -> dict[str, Any] | None:
+    """The last checkpoint if it was written by the same configuration, else None."""
+    path = Path(folder) / LAST
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("config_hash") != config_hash:
+        log.warning("ignoring %s: written by a different configuration (%s != %s)", path, state.get("config_hash"), config_hash)
+        return None
+    return state

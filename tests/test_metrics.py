@@ -1,0 +1,259 @@
+"""Tests for xmodseg.metrics: hand-computed values, empty-mask rule, spacing, reference libraries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from xmodseg.metrics import assd, dice, per_class_metrics, summarise, surface_distances
+
+ISO3 = (1.0, 1.0, 1.0)
+
+
+def _box(shape, *slices) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    m[tuple(slices)] = True
+    return m
+
+
+# --- hand-computed cases -------------------------------------------------------------------
+
+
+def test_identical_masks():
+    m = _box((8, 8, 8), slice(2, 6), slice(1, 5), slice(3, 7))
+    assert dice(m, m) == 1.0
+    assert assd(m, m, ISO3) == 0.0
+
+
+def test_single_voxels_at_known_distance():
+    """Each voxel is its own surface, so every distance is the voxel-centre distance."""
+    a = np.zeros((10, 10, 10), dtype=bool)
+    b = np.zeros_like(a)
+    a[2, 2, 2] = True
+    b[5, 6, 2] = True  # 3-4-5 triangle
+    assert dice(a, b) == 0.0
+    assert assd(a, b, ISO3) == pytest.approx(5.0)
+    assert assd(a, b, (2.0, 1.0, 1.0)) == pytest.approx(math.hypot(6.0, 4.0))
+
+
+def test_2d_lines_of_different_length():
+    """pred: 3 px on row 2; gt: 5 px on row 3. All pixels are surface (1 px thick).
+
+    pred->gt: 1, 1, 1. gt->pred: sqrt2, 1, 1, 1, sqrt2 (the two end pixels go diagonally).
+    Pooled mean = (6 + 2*sqrt2) / 8; a mean of the two directed means would differ.
+    """
+    pred = np.zeros((6, 7), dtype=bool)
+    gt = np.zeros_like(pred)
+    pred[2, 2:5] = True
+    gt[3, 1:6] = True
+    d_pg, d_gp = surface_distances(pred, gt, (1.0, 1.0))
+    np.testing.assert_allclose(np.sort(d_pg), [1, 1, 1])
+    np.testing.assert_allclose(np.sort(d_gp), [1, 1, 1, math.sqrt(2), math.sqrt(2)])
+    expected = (6 + 2 * math.sqrt(2)) / 8
+    assert assd(pred, gt, (1.0, 1.0)) == pytest.approx(expected, rel=1e-12)
+    assert expected != pytest.approx((1 + (3 + 2 * math.sqrt(2)) / 5) / 2)
+
+
+def test_3d_cubes_shifted_by_one_voxel():
+    """Two 3x3x3 cubes shifted by one along axis 0; each has 26 surface voxels (centre is interior).
+
+    Per direction: the far face (9 voxels) is at distance 1, the shifted cube's interior voxel that
+    lies on this cube's face is at distance 1, the other 16 coincide with the other surface (0).
+    ASSD = (10 + 10) / 52.
+    """
+    pred = _box((7, 7, 7), slice(1, 4), slice(1, 4), slice(1, 4))
+    gt = _box((7, 7, 7), slice(2, 5), slice(1, 4), slice(1, 4))
+    d_pg, d_gp = surface_distances(pred, gt, ISO3)
+    assert d_pg.size == d_gp.size == 26
+    assert np.count_nonzero(d_pg == 1.0) == 10 and np.count_nonzero(d_pg == 0.0) == 16
+    assert assd(pred, gt, ISO3) == pytest.approx(20 / 52, rel=1e-12)
+
+
+def test_dice_half_overlapping_boxes():
+    a = _box((8, 4, 4), slice(0, 4))
+    b = _box((8, 4, 4), slice(2, 6))
+    assert dice(a, b) == pytest.approx(0.5)  # 2*32 / (64 + 64)
+    c = _box((8, 4, 4), slice(0, 2))
+    assert dice(a, c) == pytest.approx(2 * 32 / (64 + 32))
+
+
+def test_dice_treats_nonzero_as_foreground():
+    a = np.array([[0, 3], [0, 0]])
+    b = np.array([[0, 1], [1, 0]], dtype=np.uint8)
+    assert dice(a, b) == pytest.approx(2 / 3)
+
+
+# --- empty-mask rule -------------------------------------------------------------------------
+
+
+def test_both_empty():
+    e = np.zeros((4, 5, 6), dtype=bool)
+    assert dice(e, e) == 1.0
+    assert assd(e, e, ISO3) == 0.0
+
+
+@pytest.mark.parametrize("pred_empty", [True, False])
+def test_one_empty(pred_empty):
+    e = np.zeros((4, 5, 6), dtype=bool)
+    m = _box(e.shape, slice(1, 3), slice(1, 3), slice(1, 3))
+    pred, gt = (e, m) if pred_empty else (m, e)
+    assert dice(pred, gt) == 0.0
+    assert math.isnan(assd(pred, gt, ISO3))
+
+
+def test_per_class_metrics_values_and_empty_rules():
+    shape = (10, 10, 10)
+    gt = np.zeros(shape, dtype=np.uint8)
+    pred = np.zeros(shape, dtype=np.uint8)
+    gt[1:4, 1:4, 1:4] = 1
+    pred[1:4, 1:4, 1:4] = 1  # class 1: identical
+    gt[6:8, 6:8, 6:8] = 2  # class 2: missed by pred
+    pred[6:8, 1:3, 1:3] = 3  # class 3: false positive only
+    # class 4 ("absent"): in neither volume
+    names = ["background", "a", "b", "c", "absent"]
+    res = per_class_metrics(pred, gt, names, ISO3)
+    assert list(res) == names[1:]
+    assert res["a"] == {"dice": 1.0, "assd": 0.0}
+    assert res["b"]["dice"] == 0.0 and math.isnan(res["b"]["assd"])
+    assert res["c"]["dice"] == 0.0 and math.isnan(res["c"]["assd"])
+    assert res["absent"] == {"dice": 1.0, "assd": 0.0}
+
+
+def test_per_class_metrics_matches_binary_functions():
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 3, size=(12, 12, 6))
+    pred = np.where(rng.random(gt.shape) < 0.8, gt, rng.integers(0, 3, size=gt.shape))
+    sp = (0.7, 0.9, 2.5)
+    res = per_class_metrics(pred, gt, ["bg", "x", "y"], sp)
+    for idx, name in ((1, "x"), (2, "y")):
+        assert res[name]["dice"] == dice(pred == idx, gt == idx)
+        assert res[name]["assd"] == assd(pred == idx, gt == idx, sp)
+
+
+def test_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(4, 5, 6\).*\(4, 5, 7\)"):
+        per_class_metrics(np.zeros((4, 5, 6), int), np.zeros((4, 5, 7), int), ["bg", "a"], ISO3)
+    with pytest.raises(ValueError, match=r"\(3,\).*\(4,\)"):
+        dice(np.zeros(3), np.zeros(4))
+
+
+def test_labels_outside_class_names_raise():
+    """Passing only foreground names would shift every class; an out-of-range label catches it."""
+    gt = np.array([[0, 1], [2, 2]])
+    with pytest.raises(ValueError, match="outside"):
+        per_class_metrics(gt, gt, ["a", "b"], (1.0, 1.0))
+
+
+def test_bad_spacing_raises():
+    m = _box((4, 4, 4), slice(1, 3))
+    with pytest.raises(ValueError):
+        assd(m, m, (1.0, 1.0))
+    with pytest.raises(ValueError):
+        assd(m, m, (1.0, 0.0, 1.0))
+
+
+# --- spacing and border ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_anisotropic_shift_scales_distances(axis):
+    """A slab shifted by one voxel along `axis`: every nearest neighbour lies straight across."""
+    shape = (6, 7, 8)
+    sl = [slice(None)] * 3
+    sl[axis] = slice(2, 3)
+    pred = _box(shape, *sl)
+    gt = np.roll(pred, 1, axis=axis)
+    iso = assd(pred, gt, ISO3)
+    sp = [0.5, 0.7, 0.9]
+    sp[axis] = 3.0
+    aniso = assd(pred, gt, sp)
+    assert iso == pytest.approx(1.0)
+    assert aniso == pytest.approx(3.0 * iso)
+    d_pg, d_gp = surface_distances(pred, gt, sp)
+    np.testing.assert_allclose(np.concatenate([d_pg, d_gp]), 3.0)
+
+
+def test_border_voxels_are_surface():
+    """gt fills the whole volume: without border surface it would have no surface at all."""
+    shape = (5, 6, 7)
+    gt = np.ones(shape, dtype=bool)
+    pred = _box(shape, slice(0, 4))
+    sp = (1.0, 0.8, 2.0)
+    val = assd(pred, gt, sp)
+    padded = assd(np.pad(pred, 2), np.pad(gt, 2), sp)
+    assert math.isfinite(val)
+    assert val == pytest.approx(padded, rel=1e-12)
+    assert dice(pred, gt) == dice(np.pad(pred, 2), np.pad(gt, 2))
+
+
+def test_border_random_blobs_equal_padded():
+    pred, gt = _blobs(seed=5, shape=(20, 20, 12))
+    sp = (0.8, 0.8, 2.0)
+    assert pred[0].any() or pred[-1].any() or pred[:, 0].any()  # really touches the border
+    assert assd(pred, gt, sp) == pytest.approx(assd(np.pad(pred, 1), np.pad(gt, 1), sp), rel=1e-12)
+
+
+# --- reference implementations -------------------------------------------------------------
+
+
+def _blobs(seed: int, shape=(40, 40, 30)) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping smooth blobs: a shared noise field plus independent noise, thresholded."""
+    rng = np.random.default_rng(seed)
+    base = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)
+    gt = base > 0.02
+    pert = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    pred = (base + 0.5 * pert) > 0.03
+    assert pred.any() and gt.any() and (pred != gt).any()
+    return pred, gt
+
+
+SPACINGS = [(0.8, 0.8, 2.0), (1.0, 1.0, 1.0), (2.5, 0.6, 1.1)]
+
+
+@pytest.mark.parametrize("seed,spacing", [(0, SPACINGS[0]), (1, SPACINGS[1]), (2, SPACINGS[2])])
+def test_matches_medpy(seed, spacing):
+    binary = pytest.importorskip("medpy.metric.binary", reason="medpy>=0.5 not installed")
+    pred, gt = _blobs(seed)
+    ref = binary.assd(pred, gt, voxelspacing=spacing, connectivity=1)
+    assert assd(pred, gt, spacing) == pytest.approx(ref, rel=1e-6)
+    assert dice(pred, gt) == pytest.approx(binary.dc(pred, gt), rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")  # MONAI-internal
+@pytest.mark.parametrize("seed,spacing", [(0, SPACINGS[0]), (1, SPACINGS[1]), (2, SPACINGS[2])])
+def test_matches_monai(seed, spacing):
+    monai_metrics = pytest.importorskip("monai.metrics", reason="monai not installed")
+    pred, gt = _blobs(seed)
+    ref = monai_metrics.compute_average_surface_distance(
+        pred[None, None], gt[None, None], include_background=True, symmetric=True, spacing=list(spacing)
+    )
+    assert assd(pred, gt, spacing) == pytest.approx(float(ref[0, 0]), rel=1e-6)
+
+
+# --- summarise -----------------------------------------------------------------------------
+
+
+def test_summarise_defined_values():
+    s = summarise([1.0, 2.0, 3.0, 4.0])
+    assert s["n"] == 4 and s["n_undefined"] == 0
+    assert s["mean"] == pytest.approx(2.5) and s["mean_defined"] == pytest.approx(2.5)
+    assert s["std"] == pytest.approx(math.sqrt(1.25))  # population std, ddof=0
+    assert summarise([1.0, 3.0])["std"] == pytest.approx(1.0)  # ddof=1 would give sqrt(2)
+
+
+def test_summarise_with_undefined():
+    s = summarise([1.0, float("nan"), 3.0])
+    assert s["n"] == 3 and s["n_undefined"] == 1
+    assert math.isnan(s["mean"]) and math.isnan(s["std"])
+    assert s["mean_defined"] == pytest.approx(2.0)
+    assert s["std_defined"] == pytest.approx(1.0)
+
+
+def test_summarise_all_undefined_and_empty():
+    s = summarise([float("nan")] * 2)
+    assert s["n"] == 2 and s["n_undefined"] == 2 and math.isnan(s["mean_defined"])
+    e = summarise([])
+    assert e["n"] == 0 and e["n_undefined"] == 0 and math.isnan(e["mean"])

@@ -1,0 +1,115 @@
+"""Shared training loop: resume equality, NaN guard, split guard, model files."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import ClassVar
+
+import pytest
+import torch
+
+from xmodseg.errors import TrainingDivergedError
+from xmodseg.methods import register
+from xmodseg.methods.base import DataNeeds, TrainData
+from xmodseg.methods.supervised import SourceOnly
+from xmodseg.networks import load_model
+from xmodseg.preprocess import PreprocessConfig, preprocess_modality
+from xmodseg.registry import load_dataset
+from xmodseg.slices import load_slices, training_slices
+from xmodseg.training.device import choose_device, choose_precision
+from xmodseg.training.loop import LoopConfig, fit
+from xmodseg.training.run import train_experiment
+
+PARAMS = {
+    "iterations": 6,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "network": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
+}
+
+
+@pytest.fixture
+def caches(tiny_dataset, tmp_path):
+    spec = load_dataset(tiny_dataset, "tiny")
+    cfg = PreprocessConfig.from_dict({"spacing": [2.0, 2.0, 2.0], "slice_axis": "axial", "crop_size": [16, 16]})
+    return {m: preprocess_modality(spec, m, cfg, tmp_path / "cache" / m) for m in ("mr", "ct")}
+
+
+def _train(caches, tmp_path, tag, stop_at=None, params=PARAMS):
+    return train_experiment(
+        method_name="source_only",
+        params=params,
+        seed=3,
+        source_cache=caches["mr"],
+        target_cache=caches["ct"],
+        model_path=tmp_path / tag / "model.pt",
+        checkpoint_dir=tmp_path / tag / "ckpt",
+        log_path=tmp_path / tag / "log.jsonl",
+        stop_at=stop_at,
+    )
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(caches, tmp_path):
+    _train(caches, tmp_path, "full")
+    partial = _train(caches, tmp_path, "resumed", stop_at=3)  # "killed" after iteration 3
+    assert partial["loop"]["iterations_done"] == 3
+    resumed = _train(caches, tmp_path, "resumed")
+    assert resumed["loop"]["resumed_from"] == 3 and resumed["loop"]["iterations_done"] == 6
+    a, b = _weights(tmp_path / "full" / "model.pt"), _weights(tmp_path / "resumed" / "model.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    lines = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert {"event": "resumed", "iteration": 3} in lines
+
+
+def test_changed_config_does_not_resume(caches, tmp_path):
+    _train(caches, tmp_path, "r", stop_at=2)
+    out = _train(caches, tmp_path, "r", params={**PARAMS, "lr": 5e-4})
+    assert out["loop"]["resumed_from"] == 0
+
+
+def test_sidecar_and_model_reload(caches, tmp_path):
+    side = _train(caches, tmp_path, "m")
+    assert side["uses_target_labels_for_training"] is False
+    assert side["data"]["target"] is None and side["data"]["source"]["labels_used"] is True
+    assert side["data"]["source"]["cases"] == ["1", "2", "3"]  # test case 4 never loaded
+    net, meta = load_model(str(tmp_path / "m" / "model.pt"))
+    assert meta["method"] == "source_only"
+    assert net(torch.zeros(1, 1, 16, 16)).shape == (1, 5, 16, 16)
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["model_sha256"] == side["model_sha256"]
+
+
+def test_only_training_cases_are_loaded(caches):
+    s = training_slices(caches["ct"], with_labels=True)
+    assert s.cases == ("1", "2", "3")
+    assert load_slices(caches["ct"], "test", with_labels=False).labels is None
+
+
+class _Exploding(SourceOnly):
+    name: ClassVar[str] = "_exploding_test_method"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True)
+
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+        out = super().train_step(data, sampler, step)
+        return {"seg": math.nan} if step == 3 else out
+
+
+register(_Exploding)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(caches, tmp_path):
+    precision = choose_precision(choose_device("cpu"), "off")
+    method = _Exploding(PARAMS, 5, precision)
+    data = TrainData(source=training_slices(caches["mr"], with_labels=True), target=None)
+    with pytest.raises(TrainingDivergedError, match="iteration 4"):
+        fit(method, data, LoopConfig(iterations=6, seed=0, checkpoint_every=1), checkpoint_dir=tmp_path / "c", log_path=tmp_path / "l.jsonl", config_hash="h")
+    state = torch.load(tmp_path / "c" / "last.pt", weights_only=False)
+    assert state["iteration"] == 3

@@ -1,0 +1,36 @@
+# Stage 5b: per-experiment aggregate over seeds (the DVC metric) and the report.
+rule aggregate:
+    input:
+        lambda w: seed_metrics(w.exp),
+    output:
+        "results/metrics/{dataset}/{exp}.json",
+    log:
+        "logs/aggregate/{dataset}/{exp}.log",
+    conda:
+        ENV
+    shell:
+        "xmodseg aggregate --metrics {input} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        all_seed_metrics(),
+    output:
+        md=report("results/report/summary.md", caption="../report/summary.rst", category="Summary"),
+        csv=report("results/report/summary.csv", caption="../report/summary.rst", category="Summary"),
+        bar=report("results/report/dice_bar.png", caption="../report/dice_bar.rst", category="Summary"),
+        overlays=report(
+            expand("results/report/overlay_{exp}.png", exp=EXPERIMENTS),
+            caption="../report/overlay.rst",
+            category="Overlays",
+        ),
+    params:
+        title=as_arg(config.get("report", {}).get("title", "xmodseg report")),
+    log:
+        "logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    conda:
+        ENV
+    shell:
+        "xmodseg report --metrics {input} --out results/report --title {params.title} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Stage 4: train one experiment (method x direction x seed) on the shared training loop.
+# Checkpoints live outside the declared outputs so a rerun resumes instead of restarting.
+rule train:
+    input:
+        unpack(experiment_caches),
+    output:
+        model="results/models/{dataset}/{exp}/seed{seed}/model.pt",
+        sidecar="results/models/{dataset}/{exp}/seed{seed}/model.json",
+    params:
+        method=lambda w: EXPERIMENTS[w.exp]["method"],
+        train=lambda w: as_arg(EXPERIMENTS[w.exp]["train"]),
+        checkpoints="results/checkpoints/{dataset}/{exp}/seed{seed}",
+    log:
+        run="logs/train/{dataset}/{exp}/seed{seed}.log",
+        losses="logs/train/{dataset}/{exp}/seed{seed}.jsonl",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{exp}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} xmodseg train --method {params.method} --params {params.train} --seed {wildcards.seed} "
+        "--source-cache {input.source} --target-cache {input.target} --model {output.model} "
+        "--checkpoint-dir {params.checkpoints} --train-log {log.losses} > {log.run} 2>&1"

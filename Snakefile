@@ -4,9 +4,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-
-configfile: "config/config.yaml"
-
+# The default config (config/config.yaml) is set in the workflow profile (profiles/default), so a
+# `--configfile config/<x>.yaml` on the command line replaces it instead of being merged into it.
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"

@@ -115,7 +115,7 @@ def evaluate_model(
         ),
     }
     if best_overlay is not None:
-        save_overlay(Path(metrics_path).with_name("overlay.npz"), best_overlay[1])
+        save_overlay(Path(metrics_path).with_name("overlay.npz"), {**best_overlay[1], "slice_axis": manifest["slice_axis"]})
     write_json(metrics_path, result)
     return result
 

@@ -159,7 +159,11 @@ def overlay_plot(overlay_npz: Path, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    d = np.load(overlay_npz)
+    d = dict(np.load(overlay_npz))
+    if str(d.get("slice_axis", "axial")) != "axial":
+        # Cached slices run inferior -> superior down the rows; show superior at the top.
+        for key in ("image", "label", "prediction"):
+            d[key] = np.flipud(d[key])
     cmap = ListedColormap(["none", "tab:red", "tab:green", "tab:blue", "tab:orange"])
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
     for ax, (name, lab) in zip(axes, [("image", None), ("ground truth", d["label"]), ("prediction", d["prediction"])], strict=True):

@@ -60,6 +60,10 @@ class Method(ABC):
     @abstractmethod
     def inference_network(self) -> nn.Module: ...
 
+    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
+        """Learning-rate schedulers (checkpointed with the optimizers); none by default."""
+        return {}
+
     def backward_step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
         """Backward + step with the AMP scaler (a no-op wrapper in fp32/bf16)."""
         for opt in optimizers:
@@ -77,6 +81,7 @@ class Method(ABC):
         return {
             "networks": {k: v.state_dict() for k, v in self.networks().items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers().items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers().items()},
             "scaler": self.scaler.state_dict(),
         }
 
@@ -85,4 +90,6 @@ class Method(ABC):
             net.load_state_dict(state["networks"][k])
         for k, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][k])
+        for k, sched in self.schedulers().items():
+            sched.load_state_dict(state["schedulers"][k])
         self.scaler.load_state_dict(state["scaler"])

@@ -44,7 +44,7 @@ class PreprocessConfig:
     slice_axis: str = "coronal"
     crop_size: tuple[int, int] = (64, 64)  # in-plane (rows, cols) of each cached slice
     interpolator: str = "linear"
-    ct_window: tuple[float, float] = (-250.0, 650.0)
+    ct_window: tuple[float, float] = (-1000.0, 1000.0)
     mr_percentiles: tuple[float, float] = (0.5, 99.5)
 
     @classmethod

@@ -6,6 +6,8 @@ rule aggregate:
         "results/metrics/{dataset}/{exp}.json",
     log:
         "logs/aggregate/{dataset}/{exp}.log",
+    benchmark:
+        "results/benchmarks/aggregate/{dataset}/{exp}.tsv"
     conda:
         ENV
     shell:

@@ -113,3 +113,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(caches, tmp_path):
         fit(method, data, LoopConfig(iterations=6, seed=0, checkpoint_every=1), checkpoint_dir=tmp_path / "c", log_path=tmp_path / "l.jsonl", config_hash="h")
     state = torch.load(tmp_path / "c" / "last.pt", weights_only=False)
     assert state["iteration"] == 3
+
+
+def test_wall_clock_limit_keeps_checkpoint_and_writes_no_model(caches, tmp_path):
+    from xmodseg.errors import TrainingIncompleteError
+
+    with pytest.raises(TrainingIncompleteError, match="rerun resumes"):
+        _train(caches, tmp_path, "t", params={**PARAMS, "max_minutes": 1e-9})
+    assert not (tmp_path / "t" / "model.pt").exists()
+    state = torch.load(tmp_path / "t" / "ckpt" / "last.pt", weights_only=False)
+    assert state["iteration"] == 1
+    # max_minutes is a run-time knob: the rerun without it resumes the same run.
+    assert _train(caches, tmp_path, "t")["loop"]["resumed_from"] == 1

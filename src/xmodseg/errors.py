@@ -19,3 +19,7 @@ class SplitLeakError(XmodsegError):
 
 class TrainingDivergedError(XmodsegError):
     """A loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+class TrainingIncompleteError(XmodsegError):
+    """Training stopped before its last iteration (wall-clock limit); no model is written."""

@@ -41,12 +41,6 @@ class LabelMapping:
     def foreground(self) -> tuple[str, ...]:
         return self.class_names[1:]
 
-    def index_to_raw(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for raw, idx in self.raw_to_index.items():
-            out.setdefault(idx, raw)
-        return out
-
     def to_indices(self, raw: np.ndarray, source: str | os.PathLike[str] = "<array>") -> np.ndarray:
         """Map a raw label array to uint8 class indices; unknown values raise naming `source`."""
         if not np.issubdtype(raw.dtype, np.integer):

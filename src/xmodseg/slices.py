@@ -8,7 +8,6 @@ from tensors without DataLoader workers, which on 2 cores would compete with com
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +58,3 @@ def load_slices(cache_dir: str | os.PathLike[str], split: str, *, with_labels: b
 def training_slices(cache_dir: str | os.PathLike[str], *, with_labels: bool) -> SliceSet:
     return load_slices(cache_dir, "train", with_labels=with_labels)
 
-
-def assert_disjoint(train_cases: Sequence[str], test_cases: Sequence[str], what: str) -> None:
-    leaked = sorted(set(train_cases) & set(test_cases))
-    if leaked:
-        raise SplitLeakError(f"{what}: test cases {leaked} appear in the training list")

@@ -41,29 +41,29 @@ def crop_box(volume: np.ndarray, slice_axis: int, size: Sequence[int]) -> tuple[
     return start, extent
 
 
+def _overlap(start: Sequence[int], extent: Sequence[int], shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Slices of the full array and of the box where a box at `start` (size `extent`) overlaps it."""
+    full, box = [], []
+    for s, e, n in zip(start, extent, shape, strict=True):
+        a, b = max(s, 0), min(s + e, n)
+        if b <= a:
+            return None
+        full.append(slice(a, b))
+        box.append(slice(a - s, b - s))
+    return tuple(full), tuple(box)
+
+
 def crop_pad(volume: np.ndarray, start: Sequence[int], extent: Sequence[int], fill: float) -> np.ndarray:
     """Extract `volume[start:start+extent]`, padding with `fill` where the box leaves the array."""
     out = np.full(tuple(extent), fill, dtype=volume.dtype)
-    src, dst = [], []
-    for s, e, n in zip(start, extent, volume.shape, strict=True):
-        a, b = max(s, 0), min(s + e, n)
-        if b <= a:
-            return out
-        src.append(slice(a, b))
-        dst.append(slice(a - s, b - s))
-    out[tuple(dst)] = volume[tuple(src)]
+    if (ov := _overlap(start, extent, volume.shape)) is not None:
+        out[ov[1]] = volume[ov[0]]
     return out
 
 
 def uncrop(cropped: np.ndarray, start: Sequence[int], full_shape: Sequence[int], fill: float = 0) -> np.ndarray:
     """Inverse of `crop_pad`: place a cropped array back into an array of `full_shape`."""
     out = np.full(tuple(full_shape), fill, dtype=cropped.dtype)
-    src, dst = [], []
-    for s, e, n in zip(start, cropped.shape, full_shape, strict=True):
-        a, b = max(s, 0), min(s + e, n)
-        if b <= a:
-            return out
-        dst.append(slice(a, b))
-        src.append(slice(a - s, b - s))
-    out[tuple(dst)] = cropped[tuple(src)]
+    if (ov := _overlap(start, cropped.shape, full_shape)) is not None:
+        out[ov[0]] = cropped[ov[1]]
     return out

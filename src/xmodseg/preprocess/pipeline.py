@@ -180,10 +180,6 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-def split_cases(manifest: Mapping[str, Any], split: str) -> list[Mapping[str, Any]]:
-    return [c for c in manifest["cases"] if c["split"] == split]
-
-
 def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(cache_dir) / MANIFEST
     if not path.is_file():

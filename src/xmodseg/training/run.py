@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from xmodseg.atomic import atomic_path, write_json
-from xmodseg.errors import ConfigError
+from xmodseg.errors import ConfigError, TrainingIncompleteError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.methods import get_method
 from xmodseg.methods.base import TrainData
@@ -85,6 +85,11 @@ def train_experiment(
         config_hash=config_hash,
         stop_at=stop_at,
     )
+    if result.stopped_early:
+        raise TrainingIncompleteError(
+            f"stopped at the wall-clock limit (max_minutes={loop_cfg.max_minutes}) after {result.iterations_done} of "
+            f"{loop_cfg.iterations} iterations; the checkpoint in {checkpoint_dir} is kept and a rerun resumes from it"
+        )
     payload = {
         "architecture": method.inference_architecture(),
         "state_dict": {k: v.detach().cpu() for k, v in method.inference_network().state_dict().items()},

@@ -130,3 +130,7 @@ def test_changing_one_experiment_reruns_only_its_jobs(workdir):
     side = json.loads((workdir / "results/models/tiny_synth/oracle_mr2ct/seed0/model.json").read_text())
     assert side["loop"]["iterations_done"] == 5
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n"))
+
+
+def test_lint_passes(workdir):
+    snakemake(workdir, "--lint")

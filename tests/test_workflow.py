@@ -53,14 +53,38 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def write_config(workdir: Path, iterations_oracle: int = 4) -> None:
+TRANSLATE = {"iterations": 3, "batch_size": 2, "ngf": 4, "ndf": 4, "n_blocks": 1, "d_layers": 2, "skip": True, "checkpoint_every": 1}
+DISENTANGLE = {"iterations": 3, "batch_size": 2, "dim": 4, "n_res": 1, "ndf": 4, "d_layers": 2, "checkpoint_every": 1}
+
+
+def write_config(workdir: Path, iterations_oracle: int = 4, iterations_t2s: int = 4) -> None:
     cfg = {
         "registry": "config/tiny_datasets.yaml",
         "dataset": "tiny_synth",
         "preprocess": {"spacing": [5.0, 5.0, 5.0], "slice_axis": "coronal", "crop_size": [32, 32]},
+        "translators": {
+            "cyclegan_mr2ct": {"translator": "cyclegan", "source": "mr", "target": "ct", "seeds": [0], "train": TRANSLATE},
+            "disentangled_ct2mr": {"translator": "disentangled", "source": "ct", "target": "mr", "seeds": [0], "train": DISENTANGLE},
+        },
         "experiments": {
             "source_only_mr2ct": {"method": "source_only", "source": "mr", "target": "ct", "seeds": [0], "train": TRAIN},
             "oracle_mr2ct": {"method": "oracle", "source": "mr", "target": "ct", "seeds": [0], "train": {**TRAIN, "iterations": iterations_oracle}},
+            "t2s_cyclegan_mr2ct": {
+                "method": "translate_then_segment",
+                "source": "mr",
+                "target": "ct",
+                "translator": "cyclegan_mr2ct",
+                "seeds": [0],
+                "train": {**TRAIN, "iterations": iterations_t2s},
+            },
+            "t2s_disentangled_ct2mr": {
+                "method": "translate_then_segment",
+                "source": "ct",
+                "target": "mr",
+                "translator": "disentangled_ct2mr",
+                "seeds": [0],
+                "train": TRAIN,
+            },
         },
         "report": {"title": "tiny"},
     }
@@ -87,10 +111,18 @@ def workdir(tmp_path_factory) -> Path:
 
 def test_outputs_exist_and_are_consistent(workdir):
     report = workdir / "results" / "report"
-    for name in ("summary.md", "summary.csv", "dice_bar.png", "overlay_source_only_mr2ct.png", "overlay_oracle_mr2ct.png"):
+    for name in ("summary.md", "summary.csv", "dice_bar.png", "overlay_source_only_mr2ct.png", "overlay_oracle_mr2ct.png", "overlay_t2s_cyclegan_mr2ct.png"):
         assert (report / name).stat().st_size > 0, name
     md = (report / "summary.md").read_text()
     assert "| source_only | MR→CT |" in md and "| oracle | MR→CT |" in md
+    assert "| translate_then_segment (cyclegan) | MR→CT |" in md and "| translate_then_segment (disentangled) | CT→MR |" in md
+    assert "## Image translation" in md and "cyclegan_mr2ct (cyclegan)" in md and "disentangled_ct2mr (disentangled)" in md
+    # The translators' previews and anatomy checks exist (anatomy needs the CT oracle: only MR->CT).
+    tr = workdir / "results/translators/tiny_synth"
+    assert (tr / "cyclegan_mr2ct/seed0/preview.png").stat().st_size > 0
+    assert (tr / "cyclegan_mr2ct/seed0/anatomy.json").is_file() and not (tr / "disentangled_ct2mr/seed0/anatomy.json").exists()
+    t2s = json.loads((workdir / "results/models/tiny_synth/t2s_cyclegan_mr2ct/seed0/model.json").read_text())
+    assert t2s["data"]["source"]["cache"] == "data/translated/tiny_synth/cyclegan_mr2ct/seed0"
     metrics = json.loads((workdir / "results/evaluation/tiny_synth/oracle_mr2ct/seed0/metrics.json").read_text())
     assert [c["case"] for c in metrics["cases"]] == ["1003"]
     assert set(metrics["summary"]["dice"]) == {"MYO", "LAC", "LVC", "AA", "mean"}
@@ -118,12 +150,26 @@ def test_second_dry_run_has_nothing_to_do(workdir):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
+def test_changing_a_segmenter_reuses_the_translated_cache(workdir):
+    translator = workdir / "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.pt"
+    before = translator.stat().st_mtime_ns
+    write_config(workdir, iterations_t2s=5)
+    out = snakemake(workdir, "-n")
+    assert job_counts(out.stdout) == {"train": 1, "evaluate": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert "exp=t2s_cyclegan_mr2ct" in out.stdout and "rule translate:" not in out.stdout
+    snakemake(workdir)
+    assert translator.stat().st_mtime_ns == before
+    write_config(workdir)  # back to the original config for the next test
+    snakemake(workdir)
+
+
 def test_changing_one_experiment_reruns_only_its_jobs(workdir):
     other_model = workdir / "results/models/tiny_synth/source_only_mr2ct/seed0/model.pt"
     before = other_model.stat().st_mtime_ns
     write_config(workdir, iterations_oracle=5)
     out = snakemake(workdir, "-n")
-    assert job_counts(out.stdout) == {"train": 1, "evaluate": 1, "aggregate": 1, "report": 1, "all": 1}
+    # the oracle also feeds the translator's (evaluation-only) anatomy check
+    assert job_counts(out.stdout) == {"train": 1, "evaluate": 1, "aggregate": 1, "translation_check": 1, "report": 1, "all": 1}
     assert "oracle_mr2ct" in out.stdout and "exp=source_only_mr2ct" not in out.stdout
     snakemake(workdir)
     assert other_model.stat().st_mtime_ns == before

@@ -56,6 +56,31 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_translate(args: argparse.Namespace) -> None:
+    from xmodseg.translation.run import train_translator
+
+    train_translator(
+        translator=args.translator,
+        params=args.params,
+        seed=args.seed,
+        source_cache=args.source_cache,
+        target_cache=args.target_cache,
+        model_path=args.model,
+        checkpoint_dir=args.checkpoint_dir,
+        log_path=args.train_log,
+        out_cache=args.out_cache,
+        quality_path=args.quality,
+        preview_path=args.preview,
+        stop_at=args.stop_at,
+    )
+
+
+def cmd_translation_check(args: argparse.Namespace) -> None:
+    from xmodseg.translation.anatomy import anatomy_check
+
+    anatomy_check(args.translated_cache, args.source_cache, args.oracle, args.out)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from xmodseg.evaluate import evaluate_model
 
@@ -79,7 +104,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from xmodseg.report import build_report
 
-    build_report(args.metrics, args.out, title=args.title)
+    build_report(args.metrics, args.out, title=args.title, translation=args.translation, anatomy=args.anatomy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +140,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_train)
 
+    s = sub.add_parser("translate", help="train a translator and write the translated source cache")
+    s.add_argument("--translator", required=True, help="cyclegan or disentangled")
+    s.add_argument("--params", type=_json_arg, required=True, help="the translator's `train` block as JSON")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--source-cache", required=True)
+    s.add_argument("--target-cache", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--checkpoint-dir", required=True)
+    s.add_argument("--train-log", required=True)
+    s.add_argument("--out-cache", required=True, help="translated cache folder to write")
+    s.add_argument("--quality", required=True, help="translation-quality JSON to write")
+    s.add_argument("--preview", required=True, help="preview grid PNG to write")
+    s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_translate)
+
+    s = sub.add_parser("translation-check", help="evaluation only: does the target oracle find the source anatomy in translated images?")
+    s.add_argument("--translated-cache", required=True)
+    s.add_argument("--source-cache", required=True)
+    s.add_argument("--oracle", required=True, help="model.pt of an oracle trained on the target")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_translation_check)
+
     s = sub.add_parser("evaluate", help="predict the target test volumes and compute Dice/ASSD")
     with_dataset(s)
     s.add_argument("--model", required=True)
@@ -132,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="summary tables, bar plot and overlays from metrics files")
     s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--translation", nargs="*", default=[], help="translators' quality.json files")
+    s.add_argument("--anatomy", nargs="*", default=[], help="translators' anatomy.json files")
     s.add_argument("--out", required=True, help="report folder")
     s.add_argument("--title", default="xmodseg report")
     s.set_defaults(func=cmd_report)

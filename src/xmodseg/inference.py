@@ -20,7 +20,7 @@ def predict_slices(net: nn.Module, images: np.ndarray, device: torch.device, bat
     """Argmax labels for every slice of a [S, H, W] volume (all slices, no remainder dropped)."""
     out = np.empty(images.shape, dtype=np.uint8)
     for i in range(0, images.shape[0], batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).unsqueeze(1).to(device)
+        batch = torch.from_numpy(np.array(images[i : i + batch_size], dtype=np.float32)).unsqueeze(1).to(device)
         out[i : i + batch_size] = net(batch).argmax(dim=1).cpu().numpy().astype(np.uint8)
     return out
 

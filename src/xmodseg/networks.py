@@ -47,6 +47,10 @@ def build(spec: Mapping[str, Any]) -> nn.Module:
     """`spec` = {"kind": name, "kwargs": {...}} as stored in model files."""
     kind = spec["kind"]
     if kind not in ARCHITECTURES:
+        from xmodseg.translation.registry import available_translators
+
+        available_translators()  # translator modules register their inference networks on import
+    if kind not in ARCHITECTURES:
         raise KeyError(f"unknown architecture '{kind}' (known: {sorted(ARCHITECTURES)})")
     return ARCHITECTURES[kind](**spec["kwargs"])
 

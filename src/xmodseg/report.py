@@ -44,7 +44,7 @@ def long_table(metrics_files: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
                 rows.append(
                     {
                         "experiment": exp["name"],
-                        "method": exp["method"],
+                        "method": method_label(exp),
                         "source": exp["source"],
                         "target": exp["target"],
                         "seed": exp["seed"],
@@ -58,6 +58,12 @@ def long_table(metrics_files: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def method_label(exp: Mapping[str, Any]) -> str:
+    """Row label: the method, plus the translator kind for translation-based methods."""
+    translator = exp.get("translator_kind") or exp.get("translator")
+    return f"{exp['method']} ({translator})" if translator else exp["method"]
 
 
 def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
@@ -179,7 +185,14 @@ def overlay_plot(overlay_npz: Path, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def build_report(metrics_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, title: str = "xmodseg report") -> None:
+def build_report(
+    metrics_files: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    title: str = "xmodseg report",
+    translation: Sequence[str | os.PathLike[str]] = (),
+    anatomy: Sequence[str | os.PathLike[str]] = (),
+) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     long = long_table(metrics_files)
@@ -188,7 +201,10 @@ def build_report(metrics_files: Sequence[str | os.PathLike[str]], out: str | os.
         summary.to_csv(tmp, index=False, float_format="%.6f")
     bar_plot(summary, out_dir / "dice_bar.png")
     overlays = _overlays(_load(metrics_files), out_dir)
-    write_text(out_dir / "summary.md", _markdown(title, summary, _load(metrics_files), overlays))
+    md = _markdown(title, summary, _load(metrics_files), overlays)
+    if translation:
+        md += translation_section(translation, anatomy, out_dir)
+    write_text(out_dir / "summary.md", md)
 
 
 def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
@@ -229,3 +245,35 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], ove
             f"`{(git.get('commit') or 'n/a')[:12]}` | {git.get('dirty')} | `{prov['data_manifest_sha256'][:12]}` |\n"
         )
     return "".join(parts)
+
+
+def translation_section(quality_files: Sequence[str | os.PathLike[str]], anatomy_files: Sequence[str | os.PathLike[str]], out_dir: Path) -> str:
+    """Translator table: cost, intensity-distribution distance to the real target (before/after,
+    no labels needed) and the evaluation-only anatomy check, with links to the preview grids."""
+    anatomy = {str(Path(p).parent): json.loads(Path(p).read_text()) for p in anatomy_files}
+    lines = [
+        "\n## Image translation\n\n",
+        "Distances between intensity histograms of translated source and real target training slices "
+        "(lower is closer; `before` = untranslated source). Anatomy check (evaluation only): Dice of the target "
+        "oracle's prediction on translated source test volumes against the source labels (`untranslated` for reference).\n\n",
+        "| translator | direction | seed | iterations | s/it | minutes | W1 before → after | KL before → after | anatomy Dice translated | untranslated |\n",
+        "|---|---|---|---|---|---|---|---|---|---|\n",
+    ]
+    previews = []
+    for q in _load(quality_files):
+        d = q["intensity_distance"]
+        folder = str(Path(q["_path"]).parent)
+        a = anatomy.get(folder)
+        dice_t = f"{a['translated']['summary']['mean']['mean']:.3f}" if a else "n/a (no oracle)"
+        dice_u = f"{a['untranslated']['summary']['mean']['mean']:.3f}" if a else "n/a"
+        name = Path(folder).parent.name
+        lines.append(
+            f"| {name} ({q['translator']}) | {q['source'].upper()}→{q['target'].upper()} | {q['seed']} | {q['iterations']} | "
+            f"{q['seconds_per_iteration']:.3f} | {q['seconds'] / 60:.1f} | {d['before']['wasserstein']:.3f} → {d['after']['wasserstein']:.3f} | "
+            f"{d['before']['kl']:.3f} → {d['after']['kl']:.3f} | {dice_t} | {dice_u} |\n"
+        )
+        previews.append((f"{name} seed {q['seed']}", os.path.relpath(Path(folder) / "preview.png", out_dir)))
+    lines.append("\nPreview grids (source / translated / reconstructed):\n")
+    for label, rel in previews:
+        lines.append(f"\n**{label}**\n\n![{label}]({rel})\n")
+    return "".join(lines)

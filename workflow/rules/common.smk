@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from xmodseg.methods import available_methods
 from xmodseg.registry import load_dataset
+from xmodseg.translation.registry import available_translators
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -13,6 +14,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 DS = config["dataset"]
 DATASET = load_dataset(config["registry"], DS)
 EXPERIMENTS = config["experiments"]
+TRANSLATORS = config.get("translators", {})
 ENV = "../../envs/xmodseg.yaml"
 
 for _name, _exp in EXPERIMENTS.items():
@@ -20,12 +22,28 @@ for _name, _exp in EXPERIMENTS.items():
         raise ValueError(f"experiments.{_name}.method: '{_exp['method']}' is not one of {available_methods()}")
     for _role in ("source", "target"):
         DATASET.modality(_exp[_role])  # raises naming the missing modality
+    if _exp["method"] == "translate_then_segment" and "translator" not in _exp:
+        raise ValueError(f"experiments.{_name}.translator: required for method translate_then_segment")
+    if "translator" in _exp:
+        _tr = TRANSLATORS.get(_exp["translator"])
+        if _tr is None:
+            raise ValueError(f"experiments.{_name}.translator: '{_exp['translator']}' is not in translators ({sorted(TRANSLATORS)})")
+        if (_tr["source"], _tr["target"]) != (_exp["source"], _exp["target"]):
+            raise ValueError(f"experiments.{_name}: translator '{_exp['translator']}' goes {_tr['source']}->{_tr['target']}")
+        if _exp.get("translator_seed", _tr["seeds"][0]) not in _tr["seeds"]:
+            raise ValueError(f"experiments.{_name}.translator_seed: not one of translators.{_exp['translator']}.seeds")
+for _name, _tr in TRANSLATORS.items():
+    if _tr["translator"] not in available_translators():
+        raise ValueError(f"translators.{_name}.translator: '{_tr['translator']}' is not one of {available_translators()}")
+    for _role in ("source", "target"):
+        DATASET.modality(_tr[_role])
 
 
 wildcard_constraints:
     dataset=DS,
     modality="|".join(DATASET.modalities),
     exp="|".join(EXPERIMENTS),
+    tname="|".join(TRANSLATORS) or "no-translators",
     seed=r"\d+",
 
 
@@ -43,14 +61,40 @@ def raw_files(wildcards):
     return [str(p) for c in mod.cases for p in (DATASET.image_path(mod.name, c), DATASET.label_path(mod.name, c))]
 
 
+def translated_cache(exp):
+    """The translated source cache an experiment trains on (its translator's first seed by default)."""
+    seed = exp.get("translator_seed", TRANSLATORS[exp["translator"]]["seeds"][0])
+    return f"data/translated/{DS}/{exp['translator']}/seed{seed}"
+
+
 def experiment_caches(wildcards):
     exp = EXPERIMENTS[wildcards.exp]
-    return {"source": cache_dir(exp["source"]), "target": cache_dir(exp["target"])}
+    source = translated_cache(exp) if "translator" in exp else cache_dir(exp["source"])
+    return {"source": source, "target": cache_dir(exp["target"])}
+
+
+def oracle_model(target):
+    """The model of the first oracle experiment on `target` (for the anatomy check), or None."""
+    for name, exp in EXPERIMENTS.items():
+        if exp["method"] == "oracle" and exp["target"] == target:
+            return f"results/models/{DS}/{name}/seed{exp['seeds'][0]}/model.pt"
+    return None
+
+
+def translator_outputs(kind):
+    """quality.json of every translator/seed, or anatomy.json where an oracle exists for the target."""
+    out = []
+    for name, tr in TRANSLATORS.items():
+        if kind == "anatomy" and oracle_model(tr["target"]) is None:
+            continue
+        out += [f"results/translators/{DS}/{name}/seed{s}/{kind}.json" for s in tr["seeds"]]
+    return out
 
 
 def experiment_record(wildcards):
     """The resolved experiment, recorded in metrics.json provenance."""
     exp = EXPERIMENTS[wildcards.exp]
+    translator = {"translator_kind": TRANSLATORS[exp["translator"]]["translator"]} if "translator" in exp else {}
     return as_arg(
         {
             "name": wildcards.exp,
@@ -58,6 +102,7 @@ def experiment_record(wildcards):
             "seed": int(wildcards.seed),
             "preprocess": config["preprocess"],
             **exp,
+            **translator,
         }
     )
 

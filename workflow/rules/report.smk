@@ -16,7 +16,9 @@ rule aggregate:
 
 rule report:
     input:
-        all_seed_metrics(),
+        metrics=all_seed_metrics(),
+        translation=translator_outputs("quality"),
+        anatomy=translator_outputs("anatomy"),
     output:
         md=report("results/report/summary.md", caption="../report/summary.rst", category="Summary"),
         csv=report("results/report/summary.csv", caption="../report/summary.rst", category="Summary"),
@@ -35,4 +37,5 @@ rule report:
     conda:
         ENV
     shell:
-        "xmodseg report --metrics {input} --out results/report --title {params.title} > {log} 2>&1"
+        "xmodseg report --metrics {input.metrics} --translation {input.translation} --anatomy {input.anatomy} "
+        "--out results/report --title {params.title} > {log} 2>&1"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,6 +12,13 @@ from torch import nn
 
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
+
+
+def set_requires_grad(nets: Sequence[nn.Module], flag: bool) -> None:
+    """Freeze/unfreeze networks, so an adversary's step cannot move the other player's weights."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
 
 
 @dataclass
@@ -64,6 +71,13 @@ class Method(ABC):
         """Learning-rate schedulers (checkpointed with the optimizers); none by default."""
         return {}
 
+    def extra_state(self) -> dict[str, Any]:
+        """Anything else a bit-identical resume needs (image pools, ...)."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Counterpart of `extra_state`."""
+
     def backward_step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
         """Backward + step with the AMP scaler (a no-op wrapper in fp32/bf16)."""
         for opt in optimizers:
@@ -83,6 +97,7 @@ class Method(ABC):
             "optimizers": {k: v.state_dict() for k, v in self.optimizers().items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers().items()},
             "scaler": self.scaler.state_dict(),
+            "extra": self.extra_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -93,3 +108,4 @@ class Method(ABC):
         for k, sched in self.schedulers().items():
             sched.load_state_dict(state["schedulers"][k])
         self.scaler.load_state_dict(state["scaler"])
+        self.load_extra_state(state.get("extra", {}))

@@ -19,17 +19,9 @@ from xmodseg.methods import register
 from xmodseg.methods.base import DataNeeds, Method, TrainData
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
+from xmodseg.training.schedules import make_schedule
 
 DEFAULT_NETWORK: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}
-
-
-def lr_schedule(opt: torch.optim.Optimizer, kind: str, iterations: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """'constant', or 'poly' (nnU-Net's (1 - t/T)^0.9 decay, which converges in fewer iterations)."""
-    if kind == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    if kind == "poly":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(1.0 - i / iterations, 0.0) ** 0.9)
-    raise ValueError(f"train.lr_schedule: unknown schedule '{kind}' (constant or poly)")
 
 
 class SupervisedSegmentation(Method):
@@ -45,7 +37,7 @@ class SupervisedSegmentation(Method):
         )
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.batch_size = int(self.params.get("batch_size", 8))
-        self.sched = lr_schedule(self.opt, str(self.params.get("lr_schedule", "constant")), int(self.params["iterations"]))
+        self.sched = make_schedule(self.opt, str(self.params.get("lr_schedule", "constant")), int(self.params["iterations"]))
 
     def labelled_set(self, data: TrainData) -> SliceSet:
         raise NotImplementedError
@@ -99,3 +91,16 @@ class Oracle(SupervisedSegmentation):
     def labelled_set(self, data: TrainData) -> SliceSet:
         assert data.target is not None
         return data.target
+
+
+@register
+class TranslateThenSegment(SupervisedSegmentation):
+    """Two-stage baseline (the "CycleGAN" row of the SIFA tables): the segmenter is trained on
+    source slices translated to the target look (a translator's cache), with the source labels."""
+
+    name: ClassVar[str] = "translate_then_segment"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True)
+
+    def labelled_set(self, data: TrainData) -> SliceSet:
+        assert data.source is not None
+        return data.source

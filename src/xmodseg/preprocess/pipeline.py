@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from xmodseg.atomic import save_npy, write_json
+from xmodseg.atomic import atomic_dir, save_npy, write_json
 from xmodseg.errors import ConfigError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_nonempty_image, check_pair_geometry, geometry_dict, read_image
@@ -125,9 +123,7 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
     stats = fit_stats(train, mod.kind, ct_window=cfg.ct_window, mr_percentiles=cfg.mr_percentiles)
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         records = [_write_case(tmp, c, stats, cfg, axis) for c in cases]
         spacing_zyx = list(reversed(cfg.spacing))
         manifest = {
@@ -144,10 +140,6 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
         }
         write_json(tmp / NORM_STATS, stats.to_dict())
         write_json(tmp / MANIFEST, manifest)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("preprocessed %d %s cases into %s", len(records), modality, out)
     return out
 
@@ -167,17 +159,6 @@ def _write_case(folder: Path, c: _Case, stats: NormStats, cfg: PreprocessConfig,
         "label_sha256": sha256_file(folder / lab_name),
         "classes_present": sorted(int(v) for v in np.unique(label)),
     }
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place; an existing complete cache is replaced only now."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""CycleGAN (Zhu et al., ICCV 2017) for unpaired MR <-> CT translation.
+
+Generators G (source -> target) and F (target -> source): ResNet generators; discriminators D_t
+and D_s: PatchGANs. Per iteration (reference order): one generator update on
+    L_G = LSGAN(D_t(G(x_s))) + LSGAN(D_s(F(x_t)))
+          + lambda_cycle * (|F(G(x_s)) - x_s|_1 + |G(F(x_t)) - x_t|_1)
+          + lambda_identity * lambda_cycle * (|G(x_t) - x_t|_1 + |F(x_s) - x_s|_1)
+with the discriminators frozen, then one discriminator update on real images vs pooled fakes
+(image pools of `pool_size`). Adam(lr, beta1=0.5); optional linear decay over the second half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
+from xmodseg.training.device import Precision
+from xmodseg.training.schedules import make_schedule
+from xmodseg.translation.layers import PatchDiscriminator, ResnetGenerator
+from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.translation.pool import ImagePool
+from xmodseg.translation.registry import register_translator
+
+DEFAULTS: dict[str, Any] = {
+    "ngf": 64,
+    "ndf": 64,
+    "n_blocks": 9,
+    "d_layers": 3,
+    "skip": False,
+    "lambda_cycle": 10.0,
+    "lambda_identity": 0.5,
+    "pool_size": 50,
+    "lr": 2e-4,
+    "beta1": 0.5,
+    "lr_schedule": "constant",
+    "decay_start": 0.5,
+    "batch_size": 1,
+}
+
+
+@register_translator
+class CycleGAN(Method):
+    name: ClassVar[str] = "cyclegan"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
+
+    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
+        super().__init__({**DEFAULTS, **params}, num_classes, precision)
+        p = self.params
+        gen = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "skip": bool(p["skip"])}
+        self._arch = {"kind": "resnet_generator", "kwargs": gen}
+        self.g_st = ResnetGenerator(**gen).to(self.device)  # source -> target (the product)
+        self.g_ts = ResnetGenerator(**gen).to(self.device)  # target -> source
+        self.d_t = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
+        self.d_s = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
+        betas = (float(p["beta1"]), 0.999)
+        self.opt_g = torch.optim.Adam([*self.g_st.parameters(), *self.g_ts.parameters()], lr=float(p["lr"]), betas=betas)
+        self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], lr=float(p["lr"]), betas=betas)
+        iters = int(p["iterations"])
+        self.sched = {k: make_schedule(o, str(p["lr_schedule"]), iters, float(p["decay_start"])) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
+        seed = int(p.get("seed", 0))
+        self.pool_t, self.pool_s = ImagePool(int(p["pool_size"]), seed + 1), ImagePool(int(p["pool_size"]), seed + 2)
+        self.batch_size = int(p["batch_size"])
+
+    def networks(self) -> Mapping[str, nn.Module]:
+        return {"g_st": self.g_st, "g_ts": self.g_ts, "d_t": self.d_t, "d_s": self.d_s}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
+        return self.sched
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_t": self.pool_t.state_dict(), "pool_s": self.pool_s.state_dict()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if state:
+            self.pool_t.load_state_dict(state["pool_t"], self.device)
+            self.pool_s.load_state_dict(state["pool_s"], self.device)
+
+    def generator_losses(self, x_s: torch.Tensor, x_t: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """All generator-side terms (discriminators only scored), plus the fakes for the D step."""
+        p = self.params
+        fake_t, fake_s = self.g_st(x_s), self.g_ts(x_t)
+        terms = {
+            "g_adv_t": lsgan_generator(self.d_t(fake_t)),
+            "g_adv_s": lsgan_generator(self.d_s(fake_s)),
+            "cycle_s": l1(self.g_ts(fake_t), x_s),
+            "cycle_t": l1(self.g_st(fake_s), x_t),
+        }
+        total = terms["g_adv_t"] + terms["g_adv_s"] + float(p["lambda_cycle"]) * (terms["cycle_s"] + terms["cycle_t"])
+        if float(p["lambda_identity"]) > 0:
+            terms["identity_t"] = l1(self.g_st(x_t), x_t)
+            terms["identity_s"] = l1(self.g_ts(x_s), x_s)
+            total = total + float(p["lambda_identity"]) * float(p["lambda_cycle"]) * (terms["identity_t"] + terms["identity_s"])
+        terms["g_total"] = total
+        return terms, fake_t, fake_s
+
+    def discriminator_losses(self, x_s: torch.Tensor, x_t: torch.Tensor, fake_t: torch.Tensor, fake_s: torch.Tensor) -> dict[str, torch.Tensor]:
+        d_t = lsgan_discriminator(self.d_t(x_t), self.d_t(self.pool_t.query(fake_t.detach())))
+        d_s = lsgan_discriminator(self.d_s(x_s), self.d_s(self.pool_s.query(fake_s.detach())))
+        return {"d_t": d_t, "d_s": d_s, "d_total": d_t + d_s}
+
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+        assert data.source is not None and data.target is not None
+        x_s = data.source.sample(self.batch_size, sampler)[0].to(self.device)
+        x_t = data.target.sample(self.batch_size, sampler)[0].to(self.device)
+        set_requires_grad([self.d_t, self.d_s], False)
+        with self.precision.autocast():
+            g_terms, fake_t, fake_s = self.generator_losses(x_s, x_t)
+        self.backward_step(g_terms["g_total"], self.opt_g)
+        set_requires_grad([self.d_t, self.d_s], True)
+        with self.precision.autocast():
+            d_terms = self.discriminator_losses(x_s, x_t, fake_t, fake_s)
+        self.backward_step(d_terms["d_total"], self.opt_d)
+        for s in self.sched.values():
+            s.step()
+        return {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
+
+    def inference_architecture(self) -> dict[str, Any]:
+        return self._arch
+
+    def inference_network(self) -> nn.Module:
+        return self.g_st
+
+    def reconstruct(self, translated: torch.Tensor) -> torch.Tensor:
+        """target-look -> source-look (for the preview's reconstruction column)."""
+        return self.g_ts(translated)

@@ -1,0 +1,406 @@
+"""Content/style disentangled translation (MUNIT, Huang et al. ECCV 2018; DRIT, Lee et al. ECCV 2018).
+
+An image x of either domain is split into a *content* code c = E_c(x) (a spatial feature map: the
+anatomy) and a *style* code s = E_s^dom(x) (a `style_dim` vector: the modality's appearance). A
+decoder G_dom(c, s) re-renders content in a domain, the style entering through AdaIN.
+
+Networks
+    E_c       ONE content encoder shared by both domains: c7s1-dim, `n_down` 4x4 stride-2 convs
+              (channels doubling), `n_res` instance-norm residual blocks. MUNIT has one content
+              encoder per domain (DRIT shares only its last layers); sharing it entirely puts MR
+              and CT content codes in one space, which is what the local alignment of GLUA builds
+              on later.
+    E_s^src, E_s^tgt
+              style encoders: c7s1-dim and `n_down + 2` 4x4 stride-2 convs (no normalisation,
+              which would remove exactly the statistics that make up style), global average
+              pooling, 1x1 conv -> `style_dim`.
+    G_src, G_tgt
+              `n_res` residual blocks with AdaIN whose per-channel scale and bias come from a
+              3-layer MLP (width `mlp_dim`) of the style code, `n_down` x (nearest upsampling,
+              5x5 conv, layer norm, ReLU), c7s1-1, tanh. Layer norm (GroupNorm with one group)
+              rather than instance norm after the AdaIN blocks, as in MUNIT, so the injected
+              style statistics are not normalised away. AdaIN's scale is 1 + gamma(s) (MUNIT uses
+              gamma(s) itself): with the N(0, 0.02) initialisation used throughout, the decoder
+              then starts as a plain instance-norm ResNet instead of with near-zero AdaIN gains.
+    D_src, D_tgt
+              70x70 PatchGANs (`layers.PatchDiscriminator`; MUNIT uses multi-scale ones).
+    All convolutions are reflection-padded; weights N(0, 0.02), zero biases (MUNIT initialises its
+    generators with Kaiming instead).
+
+Losses per iteration, with x_s, x_t real, c_s = E_c(x_s), c_t = E_c(x_t), s_s = E_s^src(x_s),
+s_t = E_s^tgt(x_t), random styles z_s, z_t ~ N(0, I) (drawn from a generator owned by the method
+and checkpointed), x_st = G_tgt(c_s, z_t), x_ts = G_src(c_t, z_s):
+
+    weight          key              term
+    lambda_x = 10   recon_x_s        |G_src(c_s, s_s) - x_s|_1
+                    recon_x_t        |G_tgt(c_t, s_t) - x_t|_1
+    lambda_c = 1    recon_c_s        |E_c(x_st) - c_s|_1
+                    recon_c_t        |E_c(x_ts) - c_t|_1
+    lambda_s = 1    recon_style_t    |E_s^tgt(x_st) - z_t|_1
+                    recon_style_s    |E_s^src(x_ts) - z_s|_1
+    lambda_cycle    cycle_s          |G_src(E_c(x_st), s_s) - x_s|_1
+      = 10          cycle_t          |G_tgt(E_c(x_ts), s_t) - x_t|_1
+    lambda_gan = 1  g_adv_t          LSGAN_gen(D_tgt(x_st))
+                    g_adv_s          LSGAN_gen(D_src(x_ts))
+                    g_total          the weighted sum: one update of all generator-side networks
+                                     with the discriminators frozen
+    1               d_t              LSGAN_disc(D_tgt(x_t), D_tgt(pool_t(x_st)))
+    1               d_s              LSGAN_disc(D_src(x_s), D_src(pool_s(x_ts)))
+                    d_total          d_t + d_s: one update of both discriminators (pooled fakes)
+
+(|.|_1 is the mean absolute difference.) Why these terms and weights:
+  * within-domain reconstruction (MUNIT's recon_x_w = 10): (content, style) must be a complete code
+    of the image; this auto-encoding is the backbone that makes the codes meaningful;
+  * latent content reconstruction (recon_c_w = 1): translating must keep the content code;
+  * latent style reconstruction (recon_s_w = 1): the decoder must actually use the style code
+    (otherwise every z gives the same image) and the style encoder learns to invert it; drawing
+    the translation styles from the prior N(0, I) keeps the style space matched to it;
+  * cross-cycle reconstruction (DRIT's cross-cycle consistency; MUNIT's optional recon_x_cyc_w,
+    here 10 like lambda_x): the latent content loss alone compares feature maps and can be met by
+    codes that lose detail; requiring the image itself to come back from its translation's content
+    pins the anatomy pixel-for-pixel, which matters because segmentation labels are carried over
+    unchanged to the translated images;
+  * adversarial (gan_w = 1, LSGAN as MUNIT's gan_type "lsgan"): translations must look like the
+    other modality.
+Optimisers are MUNIT's: Adam(lr 1e-4, betas (0.5, 0.999), weight decay 1e-4), one for every
+generator-side parameter (E_c, both E_s, both G), one for both discriminators; the learning-rate
+schedule is `lr_schedule` ("constant" by default). Image pools of `pool_size` as in CycleGAN.
+
+Inference (the product) is `DisentangledTranslator`, which holds every generator-side network and
+translates deterministically: G_tgt(E_c(x_s), target_style), `target_style` being a buffer with the
+mean style code of the target training images (`set_reference_styles`, called by
+`xmodseg.translation.run` after training and before the model is saved; zeros, the prior's mean,
+until then). `reconstruct` maps
+back likewise with the mean source style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
+from xmodseg.networks import architecture
+from xmodseg.training.device import Precision
+from xmodseg.training.schedules import make_schedule
+from xmodseg.translation.layers import PatchDiscriminator, ResidualBlock, init_normal
+from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.translation.pool import ImagePool
+from xmodseg.translation.registry import register_translator
+
+DEFAULTS: dict[str, Any] = {
+    "dim": 64,
+    "n_res": 4,
+    "n_down": 2,
+    "style_dim": 8,
+    "mlp_dim": 256,
+    "ndf": 64,
+    "d_layers": 3,
+    "lambda_x": 10.0,
+    "lambda_c": 1.0,
+    "lambda_s": 1.0,
+    "lambda_cycle": 10.0,
+    "lambda_gan": 1.0,
+    "pool_size": 50,
+    "lr": 1e-4,
+    "beta1": 0.5,
+    "weight_decay": 1e-4,
+    "lr_schedule": "constant",
+    "decay_start": 0.5,
+    "batch_size": 1,
+}
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, pad: int | None = None) -> list[nn.Module]:
+    """Reflection padding + convolution."""
+    return [nn.ReflectionPad2d(kernel // 2 if pad is None else pad), nn.Conv2d(in_ch, out_ch, kernel, stride=stride)]
+
+
+class ContentEncoder(nn.Module):
+    """c7s1-dim, `n_down` x (4x4 stride-2 conv, channels doubling), `n_res` residual blocks; instance
+    norm and ReLU throughout. Output: dim * 2**n_down channels at 1/2**n_down of the input size."""
+
+    def __init__(self, dim: int = 64, n_down: int = 2, n_res: int = 4, in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [*_conv(in_channels, dim, 7), nn.InstanceNorm2d(dim), nn.ReLU(inplace=True)]
+        ch = dim
+        for _ in range(n_down):
+            layers += [*_conv(ch, ch * 2, 4, stride=2, pad=1), nn.InstanceNorm2d(ch * 2), nn.ReLU(inplace=True)]
+            ch *= 2
+        layers += [ResidualBlock(ch) for _ in range(n_res)]
+        self.body = nn.Sequential(*layers)
+        self.out_channels = ch
+        init_normal(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class StyleEncoder(nn.Module):
+    """c7s1-dim, `n_down + 2` 4x4 stride-2 convs (doubling for the first `n_down`), ReLU, no
+    normalisation; global average pooling; 1x1 conv -> [B, style_dim]."""
+
+    def __init__(self, dim: int = 64, n_down: int = 2, style_dim: int = 8, in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [*_conv(in_channels, dim, 7), nn.ReLU(inplace=True)]
+        ch = dim
+        for i in range(n_down + 2):
+            nxt = ch * 2 if i < n_down else ch
+            layers += [*_conv(ch, nxt, 4, stride=2, pad=1), nn.ReLU(inplace=True)]
+            ch = nxt
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(ch, style_dim, 1)]
+        self.body = nn.Sequential(*layers)
+        init_normal(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1)
+
+
+def adain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Instance-normalise x per sample and channel, then scale by 1 + gamma and shift by beta ([B, C])."""
+    return F.instance_norm(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class AdaINResidualBlock(nn.Module):
+    """Two reflection-padded 3x3 convs, each followed by AdaIN (ReLU after the first), identity shortcut."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.conv1 = nn.Sequential(*_conv(channels, channels, 3))
+        self.conv2 = nn.Sequential(*_conv(channels, channels, 3))
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """`params`: [B, 4 * channels] = (gamma1, beta1, gamma2, beta2)."""
+        g1, b1, g2, b2 = params.split(self.channels, dim=1)
+        out = F.relu(adain(self.conv1(x), g1, b1))
+        return x + adain(self.conv2(out), g2, b2)
+
+
+class Decoder(nn.Module):
+    """`n_res` AdaIN residual blocks (parameters from a 3-layer MLP of the style code), `n_down` x
+    (nearest x2 upsampling, 5x5 conv halving channels, layer norm, ReLU), c7s1-out, tanh."""
+
+    def __init__(self, dim: int = 64, n_down: int = 2, n_res: int = 4, style_dim: int = 8, mlp_dim: int = 256, out_channels: int = 1) -> None:
+        super().__init__()
+        if n_res < 1:
+            raise ValueError("the decoder needs n_res >= 1: its AdaIN residual blocks are where the style enters")
+        ch = dim * 2**n_down
+        self.blocks = nn.ModuleList(AdaINResidualBlock(ch) for _ in range(n_res))
+        self.mlp = nn.Sequential(
+            nn.Linear(style_dim, mlp_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(mlp_dim, mlp_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(mlp_dim, 4 * ch * n_res),
+        )
+        layers: list[nn.Module] = []
+        for _ in range(n_down):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv(ch, ch // 2, 5), nn.GroupNorm(1, ch // 2), nn.ReLU(inplace=True)]
+            ch //= 2
+        layers += [*_conv(ch, out_channels, 7)]
+        self.head = nn.Sequential(*layers)
+        init_normal(self)
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        params = self.mlp(style).chunk(len(self.blocks), dim=1)
+        x = content
+        for block, p in zip(self.blocks, params):
+            x = block(x, p)
+        return torch.tanh(self.head(x))
+
+
+class DisentangledTranslator(nn.Module):
+    """Every generator-side network of the disentangled translator, plus the reference styles.
+
+    `forward(x_s)` = G_tgt(E_c(x_s), target_style): deterministic source -> target translation.
+    `reconstruct(x)` = G_src(E_c(x), source_style): target-look -> source-look. Both reference
+    styles are buffers (saved with the state dict), zeros (the prior's mean) until
+    `set_reference_styles` sets them to the mean style codes of training images. Inputs are
+    [B, 1, H, W] in [-1, 1] with H, W divisible by 2**n_down and at least 2**(n_down + 2).
+    """
+
+    def __init__(self, dim: int = 64, n_res: int = 4, n_down: int = 2, style_dim: int = 8, mlp_dim: int = 256) -> None:
+        super().__init__()
+        self.style_dim = style_dim
+        self.content_encoder = ContentEncoder(dim, n_down, n_res)
+        self.style_encoder_src = StyleEncoder(dim, n_down, style_dim)
+        self.style_encoder_tgt = StyleEncoder(dim, n_down, style_dim)
+        self.decoder_src = Decoder(dim, n_down, n_res, style_dim, mlp_dim)
+        self.decoder_tgt = Decoder(dim, n_down, n_res, style_dim, mlp_dim)
+        self.register_buffer("source_style", torch.zeros(1, style_dim))
+        self.register_buffer("target_style", torch.zeros(1, style_dim))
+
+    def _style(self, style: torch.Tensor | None, reference: torch.Tensor, batch: int) -> torch.Tensor:
+        s = reference if style is None else style.to(reference.device, reference.dtype)
+        return s.reshape(-1, self.style_dim).expand(batch, -1)
+
+    def forward(self, x_s: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """Source -> target; `style` ([style_dim], [1, style_dim] or [B, style_dim]) defaults to `target_style`."""
+        return self.decoder_tgt(self.content_encoder(x_s), self._style(style, self.target_style, x_s.shape[0]))
+
+    def reconstruct(self, x_t: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """Target-look -> source-look; `style` defaults to `source_style`."""
+        return self.decoder_src(self.content_encoder(x_t), self._style(style, self.source_style, x_t.shape[0]))
+
+    @torch.no_grad()
+    def mean_style(self, encoder: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Mean style code [1, style_dim] of `images` ([N, 1, H, W], any device), computed batch-wise."""
+        if len(images) == 0:
+            raise ValueError("no images to compute a reference style from")
+        total = torch.zeros(1, self.style_dim, dtype=torch.float64, device=self.target_style.device)
+        for i in range(0, len(images), batch_size):
+            batch = images[i : i + batch_size].to(self.target_style.device, torch.float32)
+            total += encoder(batch).double().sum(dim=0, keepdim=True)
+        return (total / len(images)).to(self.target_style.dtype)
+
+    def set_reference_styles(self, source_images: torch.Tensor | None, target_images: torch.Tensor | None, batch_size: int = 64) -> None:
+        """Set `source_style` / `target_style` to the mean style codes of the given (training) images
+        ([N, 1, H, W] in [-1, 1], the translator's input range); None leaves that buffer as it is."""
+        if source_images is not None:
+            self.source_style.copy_(self.mean_style(self.style_encoder_src, source_images, batch_size))
+        if target_images is not None:
+            self.target_style.copy_(self.mean_style(self.style_encoder_tgt, target_images, batch_size))
+
+    def set_reference_style(self, target_images: torch.Tensor, batch_size: int = 64) -> None:
+        """Only `target_style` (what `forward` uses)."""
+        self.set_reference_styles(None, target_images, batch_size)
+
+
+# Registered by call rather than as a class decorator so type checkers keep the class type.
+architecture("disentangled_translator")(DisentangledTranslator)
+
+
+@register_translator
+class Disentangled(Method):
+    name: ClassVar[str] = "disentangled"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
+
+    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
+        super().__init__({**DEFAULTS, **params}, num_classes, precision)
+        p = self.params
+        kwargs = {k: int(p[k]) for k in ("dim", "n_res", "n_down", "style_dim", "mlp_dim")}
+        self._arch = {"kind": "disentangled_translator", "kwargs": kwargs}
+        self.translator = DisentangledTranslator(**kwargs).to(self.device)
+        self.d_t = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
+        self.d_s = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
+        # Aliases of the generator-side networks (owned by the translator; GLUA reuses e_c).
+        self.e_c = self.translator.content_encoder
+        self.e_s_src, self.e_s_tgt = self.translator.style_encoder_src, self.translator.style_encoder_tgt
+        self.g_src, self.g_tgt = self.translator.decoder_src, self.translator.decoder_tgt
+        adam = {"lr": float(p["lr"]), "betas": (float(p["beta1"]), 0.999), "weight_decay": float(p["weight_decay"])}
+        self.opt_g = torch.optim.Adam(self.translator.parameters(), **adam)
+        self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], **adam)
+        self.iterations = int(p["iterations"])
+        self.sched = {k: make_schedule(o, str(p["lr_schedule"]), self.iterations, float(p["decay_start"])) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
+        # Pools and random styles draw from their own checkpointed generators. Their seed is
+        # params["seed"] if given, else drawn from the global RNG, which the experiment seed fixes.
+        seed = int(p["seed"]) if "seed" in p else int(torch.randint(2**31 - 1, (1,)))
+        self.pool_t, self.pool_s = ImagePool(int(p["pool_size"]), seed + 1), ImagePool(int(p["pool_size"]), seed + 2)
+        self.style_gen = torch.Generator().manual_seed(seed + 3)
+        self.batch_size = int(p["batch_size"])
+
+    def networks(self) -> Mapping[str, nn.Module]:
+        return {"translator": self.translator, "d_t": self.d_t, "d_s": self.d_s}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
+        return self.sched
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_t": self.pool_t.state_dict(), "pool_s": self.pool_s.state_dict(), "style_gen": self.style_gen.get_state()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if state:
+            self.pool_t.load_state_dict(state["pool_t"], self.device)
+            self.pool_s.load_state_dict(state["pool_s"], self.device)
+            self.style_gen.set_state(state["style_gen"])
+
+    def random_styles(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_s, z_t ~ N(0, I), [batch, style_dim] each, from the method's own generator."""
+        z = torch.randn(2, batch, self.translator.style_dim, generator=self.style_gen).to(self.device)
+        return z[0], z[1]
+
+    def generator_losses(
+        self, x_s: torch.Tensor, x_t: torch.Tensor, z_s: torch.Tensor | None = None, z_t: torch.Tensor | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Every generator-side term (see the module docstring) and the translations x_st, x_ts.
+        Random styles are drawn when not given."""
+        p = self.params
+        if z_s is None or z_t is None:
+            z_s, z_t = self.random_styles(x_s.shape[0])
+        c_s, c_t = self.e_c(x_s), self.e_c(x_t)
+        s_s, s_t = self.e_s_src(x_s), self.e_s_tgt(x_t)
+        x_st, x_ts = self.g_tgt(c_s, z_t), self.g_src(c_t, z_s)
+        c_st, c_ts = self.e_c(x_st), self.e_c(x_ts)
+        terms = {
+            "recon_x_s": l1(self.g_src(c_s, s_s), x_s),
+            "recon_x_t": l1(self.g_tgt(c_t, s_t), x_t),
+            "recon_c_s": l1(c_st, c_s),
+            "recon_c_t": l1(c_ts, c_t),
+            "recon_style_t": l1(self.e_s_tgt(x_st), z_t),
+            "recon_style_s": l1(self.e_s_src(x_ts), z_s),
+            "cycle_s": l1(self.g_src(c_st, s_s), x_s),
+            "cycle_t": l1(self.g_tgt(c_ts, s_t), x_t),
+            "g_adv_t": lsgan_generator(self.d_t(x_st)),
+            "g_adv_s": lsgan_generator(self.d_s(x_ts)),
+        }
+        terms["g_total"] = (
+            float(p["lambda_x"]) * (terms["recon_x_s"] + terms["recon_x_t"])
+            + float(p["lambda_c"]) * (terms["recon_c_s"] + terms["recon_c_t"])
+            + float(p["lambda_s"]) * (terms["recon_style_t"] + terms["recon_style_s"])
+            + float(p["lambda_cycle"]) * (terms["cycle_s"] + terms["cycle_t"])
+            + float(p["lambda_gan"]) * (terms["g_adv_t"] + terms["g_adv_s"])
+        )
+        return terms, x_st, x_ts
+
+    def discriminator_losses(self, x_s: torch.Tensor, x_t: torch.Tensor, x_st: torch.Tensor, x_ts: torch.Tensor) -> dict[str, torch.Tensor]:
+        d_t = lsgan_discriminator(self.d_t(x_t), self.d_t(self.pool_t.query(x_st.detach())))
+        d_s = lsgan_discriminator(self.d_s(x_s), self.d_s(self.pool_s.query(x_ts.detach())))
+        return {"d_t": d_t, "d_s": d_s, "d_total": d_t + d_s}
+
+    def generator_step(self, x_s: torch.Tensor, x_t: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One update of every generator-side network with the discriminators frozen."""
+        set_requires_grad([self.d_t, self.d_s], False)
+        with self.precision.autocast():
+            terms, x_st, x_ts = self.generator_losses(x_s, x_t)
+        self.backward_step(terms["g_total"], self.opt_g)
+        set_requires_grad([self.d_t, self.d_s], True)
+        return terms, x_st, x_ts
+
+    def discriminator_step(self, x_s: torch.Tensor, x_t: torch.Tensor, x_st: torch.Tensor, x_ts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update of both discriminators on real images vs pooled (detached) translations."""
+        with self.precision.autocast():
+            terms = self.discriminator_losses(x_s, x_t, x_st, x_ts)
+        self.backward_step(terms["d_total"], self.opt_d)
+        return terms
+
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+        assert data.source is not None and data.target is not None
+        x_s = data.source.sample(self.batch_size, sampler)[0].to(self.device)
+        x_t = data.target.sample(self.batch_size, sampler)[0].to(self.device)
+        g_terms, x_st, x_ts = self.generator_step(x_s, x_t)
+        d_terms = self.discriminator_step(x_s, x_t, x_st, x_ts)
+        for s in self.sched.values():
+            s.step()
+        return {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
+
+    def set_reference_styles(self, source_images: torch.Tensor | None, target_images: torch.Tensor | None, batch_size: int = 64) -> None:
+        """See `DisentangledTranslator.set_reference_styles`."""
+        self.translator.set_reference_styles(source_images, target_images, batch_size)
+
+    def inference_architecture(self) -> dict[str, Any]:
+        return self._arch
+
+    def inference_network(self) -> nn.Module:
+        return self.translator
+
+    def reconstruct(self, translated: torch.Tensor) -> torch.Tensor:
+        """target-look -> source-look (for the preview's reconstruction column)."""
+        return self.translator.reconstruct(translated)

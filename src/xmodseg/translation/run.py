@@ -1,0 +1,107 @@
+"""Train one translator (source -> target, seed) and produce its translated cache, quality numbers
+and preview grid. Uses only the training splits' images: no labels at all."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xmodseg.atomic import write_json
+from xmodseg.hashing import sha256_file
+from xmodseg.methods.base import TrainData
+from xmodseg.preprocess.pipeline import MANIFEST
+from xmodseg.slices import SliceSet, training_slices
+from xmodseg.training.run import data_record, fit_method, write_model
+from xmodseg.translation.apply import preview_grid, translate_cache, translation_quality
+from xmodseg.translation.intensity import UnitRange
+from xmodseg.translation.registry import get_translator
+
+
+def _unit(s: SliceSet, r: UnitRange) -> SliceSet:
+    return SliceSet(r.to_unit(s.images), None, s.cases, s.modality)
+
+
+def train_translator(
+    *,
+    translator: str,
+    params: Mapping[str, Any],
+    seed: int,
+    source_cache: str | os.PathLike[str],
+    target_cache: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str],
+    log_path: str | os.PathLike[str],
+    out_cache: str | os.PathLike[str],
+    quality_path: str | os.PathLike[str],
+    preview_path: str | os.PathLike[str],
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    cls = get_translator(translator)
+    source = training_slices(source_cache, with_labels=False)
+    target = training_slices(target_cache, with_labels=False)
+    r_s, r_t = UnitRange.fit(source.images), UnitRange.fit(target.images)
+    data_ids = {"source": sha256_file(Path(source_cache) / MANIFEST), "target": sha256_file(Path(target_cache) / MANIFEST)}
+    trained = fit_method(
+        cls,
+        name=translator,
+        params=params,
+        seed=seed,
+        data=TrainData(source=_unit(source, r_s), target=_unit(target, r_t)),
+        data_ids=data_ids,
+        num_classes=0,
+        checkpoint_dir=checkpoint_dir,
+        log_path=log_path,
+        stop_at=stop_at,
+    )
+    method = trained.method
+    for net in method.networks().values():
+        net.eval()
+    if hasattr(method, "set_reference_styles"):  # disentangled: fixed styles for a deterministic cache
+        method.set_reference_styles(r_s.to_unit(source.images), r_t.to_unit(target.images))
+    ranges = {"source": r_s.to_dict(), "target": r_t.to_dict()}
+    sidecar = write_model(
+        model_path,
+        trained,
+        {"translator": translator, "intensity_ranges": ranges},
+        {
+            "translator": translator,
+            "seed": int(seed),
+            "params": dict(params),
+            "intensity_ranges": ranges,
+            "data": {"source": data_record(source_cache, source, False), "target": data_record(target_cache, target, False)},
+        },
+    )
+    device = trained.precision.device
+    generator = method.inference_network()
+    with torch.no_grad():
+        cache = translate_cache(
+            generator,
+            source_cache,
+            out_cache,
+            r_s,
+            r_t,
+            device,
+            {"translator": translator, "seed": int(seed), "model": str(model_path), "model_sha256": sidecar["model_sha256"]},
+        )
+        quality = translation_quality(cache, Path(source_cache), target)
+        preview_grid(generator, method.reconstruct, Path(source_cache), r_s, r_t, device, Path(preview_path))
+    write_json(
+        quality_path,
+        {
+            "translator": translator,
+            "seed": int(seed),
+            "source": source.modality,
+            "target": target.modality,
+            "iterations": sidecar["loop"]["iterations_done"],
+            "seconds": sidecar["loop"]["seconds"],
+            "seconds_per_iteration": sidecar["loop"]["seconds_per_iteration"],
+            "params": dict(params),
+            "intensity_distance": quality,
+            "model_sha256": sidecar["model_sha256"],
+        },
+    )
+    return sidecar

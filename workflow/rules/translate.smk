@@ -1,0 +1,57 @@
+# Stage 3: unpaired image translation (source -> target) per translator entry and seed.
+# Its translated cache feeds translate_then_segment (and later SIFA/GLUA/MKD); changing a
+# downstream segmenter never retrains the translator.
+rule translate:
+    input:
+        source=lambda w: cache_dir(TRANSLATORS[w.tname]["source"]),
+        target=lambda w: cache_dir(TRANSLATORS[w.tname]["target"]),
+    output:
+        model="results/translators/{dataset}/{tname}/seed{seed}/model.pt",
+        sidecar="results/translators/{dataset}/{tname}/seed{seed}/model.json",
+        quality="results/translators/{dataset}/{tname}/seed{seed}/quality.json",
+        preview=report(
+            "results/translators/{dataset}/{tname}/seed{seed}/preview.png",
+            caption="../report/translation_preview.rst",
+            category="Translation",
+        ),
+        cache=directory("data/translated/{dataset}/{tname}/seed{seed}"),
+    params:
+        translator=lambda w: TRANSLATORS[w.tname]["translator"],
+        train=lambda w: as_arg(TRANSLATORS[w.tname]["train"]),
+        checkpoints="results/checkpoints/{dataset}/translators/{tname}/seed{seed}",
+    log:
+        run="logs/translate/{dataset}/{tname}/seed{seed}.log",
+        losses="logs/translate/{dataset}/{tname}/seed{seed}.jsonl",
+    benchmark:
+        "results/benchmarks/translate/{dataset}/{tname}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=6000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} xmodseg translate --translator {params.translator} --params {params.train} "
+        "--seed {wildcards.seed} --source-cache {input.source} --target-cache {input.target} --model {output.model} "
+        "--checkpoint-dir {params.checkpoints} --train-log {log.losses} --out-cache {output.cache} "
+        "--quality {output.quality} --preview {output.preview} > {log.run} 2>&1"
+
+
+rule translation_check:
+    input:
+        cache="data/translated/{dataset}/{tname}/seed{seed}",
+        source=lambda w: cache_dir(TRANSLATORS[w.tname]["source"]),
+        oracle=lambda w: oracle_model(TRANSLATORS[w.tname]["target"]),
+    output:
+        "results/translators/{dataset}/{tname}/seed{seed}/anatomy.json",
+    log:
+        "logs/translation_check/{dataset}/{tname}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/translation_check/{dataset}/{tname}/seed{seed}.tsv"
+    threads: 1
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} xmodseg translation-check --translated-cache {input.cache} "
+        "--source-cache {input.source} --oracle {input.oracle} --out {output} > {log} 2>&1"

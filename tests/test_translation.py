@@ -98,7 +98,7 @@ def test_generator_losses_reach_generators_only():
     assert all(p.grad is None for p in [*m.d_t.parameters(), *m.d_s.parameters()])
     assert all(p.grad is not None for p in [*m.g_st.parameters(), *m.g_ts.parameters()])
     expected = terms["g_adv_t"] + terms["g_adv_s"] + 10 * (terms["cycle_s"] + terms["cycle_t"]) + 0.5 * 10 * (terms["identity_t"] + terms["identity_s"])
-    assert float(terms["g_total"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(terms["g_total"].detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
 
 
 def test_one_step_updates_every_group_and_isolates_players():

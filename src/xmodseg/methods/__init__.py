@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 from xmodseg.methods.base import DataNeeds, Method, TrainData
+from xmodseg.plugins import Registry
 
-METHODS: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    if cls.name in METHODS:
-        raise ValueError(f"method '{cls.name}' registered twice")
-    METHODS[cls.name] = cls
-    return cls
-
-
-def get_method(name: str) -> type[Method]:
-    _import_builtin_methods()
-    if name not in METHODS:
-        raise KeyError(f"unknown method '{name}' (known: {sorted(METHODS)})")
-    return METHODS[name]
-
-
-def available_methods() -> list[str]:
-    _import_builtin_methods()
-    return sorted(METHODS)
-
-
-def _import_builtin_methods() -> None:
-    # Imported lazily: each module registers itself on import.
-    import xmodseg.methods.supervised  # noqa: F401
-
+METHODS: Registry[Method] = Registry("method", ["xmodseg.methods.supervised"])
+register = METHODS.register
+get_method = METHODS.get
+available_methods = METHODS.names
 
 __all__ = ["METHODS", "DataNeeds", "Method", "TrainData", "available_methods", "get_method", "register"]

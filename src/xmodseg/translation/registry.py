@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 from xmodseg.methods.base import Method
+from xmodseg.plugins import Registry
 
-TRANSLATORS: dict[str, type[Method]] = {}
-
-
-def register_translator(cls: type[Method]) -> type[Method]:
-    if cls.name in TRANSLATORS:
-        raise ValueError(f"translator '{cls.name}' registered twice")
-    TRANSLATORS[cls.name] = cls
-    return cls
-
-
-def get_translator(name: str) -> type[Method]:
-    _import_builtin()
-    if name not in TRANSLATORS:
-        raise KeyError(f"unknown translator '{name}' (known: {sorted(TRANSLATORS)})")
-    return TRANSLATORS[name]
-
-
-def available_translators() -> list[str]:
-    _import_builtin()
-    return sorted(TRANSLATORS)
-
-
-def _import_builtin() -> None:
-    import xmodseg.translation.cyclegan  # noqa: F401
-    import xmodseg.translation.disentangled  # noqa: F401
+TRANSLATORS: Registry[Method] = Registry("translator", ["xmodseg.translation.cyclegan", "xmodseg.translation.disentangled"])
+register_translator = TRANSLATORS.register
+get_translator = TRANSLATORS.get
+available_translators = TRANSLATORS.names

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from xmodseg import metrics
 from xmodseg.atomic import atomic_path, write_json
+from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_pair_geometry, read_image, write_image
 from xmodseg.inference import predict_slices, to_original_grid
@@ -73,6 +74,9 @@ def evaluate_model(
         sifa = metrics.per_class_metrics(pred, cached_label, class_names, spacing=(1.0, 1.0, 1.0))
 
         pred_img = to_original_grid(pred, rec, manifest["slice_axis"])
+        gt_sha = sha256_file(rec["source_label"])
+        if gt_sha != rec["source_label_sha256"]:
+            raise InputDataError(f"{rec['source_label']}: ground truth changed since preprocessing (sha256 differs from {target_cache}/manifest.json); rerun preprocessing")
         gt_img = read_image(rec["source_label"], kind="label")
         check_pair_geometry(gt_img, pred_img, rec["source_label"], "<mapped prediction>")
         gt = spec.labels.to_indices(sitk.GetArrayFromImage(gt_img), rec["source_label"])
@@ -85,7 +89,7 @@ def evaluate_model(
                 "prediction": str(pred_path),
                 "prediction_sha256": sha256_file(pred_path),
                 "ground_truth": rec["source_label"],
-                "ground_truth_sha256": sha256_file(rec["source_label"]),
+                "ground_truth_sha256": gt_sha,
                 "dice": _class_table(ours, "dice"),
                 "assd_mm": _class_table(ours, "assd"),
                 "sifa_dice": _class_table(sifa, "dice"),

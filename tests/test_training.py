@@ -125,3 +125,29 @@ def test_wall_clock_limit_keeps_checkpoint_and_writes_no_model(caches, tmp_path)
     assert state["iteration"] == 1
     # max_minutes is a run-time knob: the rerun without it resumes the same run.
     assert _train(caches, tmp_path, "t")["loop"]["resumed_from"] == 1
+
+
+def test_evaluation_writes_metrics_and_refuses_changed_ground_truth(caches, tiny_dataset, tmp_path):
+    import numpy as np
+
+    from tests.conftest import write_volume
+    from xmodseg.errors import InputDataError
+    from xmodseg.evaluate import evaluate_model
+
+    _train(caches, tmp_path, "e")
+    spec = load_dataset(tiny_dataset, "tiny")
+    kwargs = {"model_path": tmp_path / "e" / "model.pt", "target_cache": caches["ct"], "spec": spec, "predictions_dir": tmp_path / "pred", "experiment": {"name": "x", "seed": 3}}
+    out = evaluate_model(metrics_path=tmp_path / "m.json", **kwargs)
+    assert [c["case"] for c in out["cases"]] == ["4"]  # only the test case
+    assert set(out["summary"]["dice"]) == {"MYO", "LAC", "LVC", "AA", "mean"}
+    assert all(0.0 <= v <= 1.0 for v in out["cases"][0]["dice"].values())
+    assert out["provenance"]["model_sha256"] == json.loads((tmp_path / "e" / "model.json").read_text())["model_sha256"]
+    assert (tmp_path / "overlay.npz").is_file()
+    lab = spec.label_path("ct", "4")
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(lab))
+    write_volume(lab, np.zeros_like(sitk.GetArrayFromImage(img)), img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+    with pytest.raises(InputDataError, match="ground truth changed since preprocessing"):
+        evaluate_model(metrics_path=tmp_path / "m2.json", **kwargs)
+    assert not (tmp_path / "m2.json").exists()

@@ -19,7 +19,7 @@ from xmodseg.training.device import choose_device, choose_precision
 from xmodseg.translation.registry import get_translator
 
 SCALES: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {
-    "demo": (80, {"cyclegan": {"ngf": 16, "ndf": 32, "n_blocks": 6, "skip": True}, "disentangled": {"dim": 16, "ndf": 32}}),
+    "demo": (80, {"cyclegan": {"ngf": 16, "ndf": 32, "n_blocks": 6}, "disentangled": {"dim": 16, "ndf": 32}}),
     "paper": (256, {"cyclegan": {"ngf": 64, "ndf": 64, "n_blocks": 9}, "disentangled": {"dim": 64, "ndf": 64}}),
 }
 

@@ -34,10 +34,10 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std())
 
 
-def long_table(metrics_files: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+def long_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per (experiment, seed, metric, class): the test-set mean of that seed."""
     rows = []
-    for d in _load(metrics_files):
+    for d in docs:
         exp = d["experiment"]
         for key in METRIC_KEYS:
             for cls, stats in d["summary"][key].items():
@@ -89,7 +89,7 @@ def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
 
 def aggregate_seeds(metrics_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> dict[str, Any]:
     """One experiment's seeds in one small JSON (what `dvc metrics show` displays)."""
-    summary = seed_summary(long_table(metrics_files))
+    summary = seed_summary(long_table(_load(metrics_files)))
     if summary["experiment"].nunique() != 1:
         raise ValueError(f"aggregate expects one experiment, got {sorted(summary['experiment'].unique())}")
     result: dict[str, Any] = {"experiment": summary["experiment"].iloc[0], "seeds": len(metrics_files)}
@@ -195,13 +195,13 @@ def build_report(
 ) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    long = long_table(metrics_files)
-    summary = seed_summary(long)
+    docs = _load(metrics_files)
+    summary = seed_summary(long_table(docs))
     with atomic_path(out_dir / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6f")
     bar_plot(summary, out_dir / "dice_bar.png")
-    overlays = _overlays(_load(metrics_files), out_dir)
-    md = _markdown(title, summary, _load(metrics_files), overlays)
+    overlays = _overlays(docs, out_dir)
+    md = _markdown(title, summary, docs, overlays)
     if translation:
         md += translation_section(translation, anatomy, out_dir)
     write_text(out_dir / "summary.md", md)

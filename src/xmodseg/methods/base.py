@@ -71,6 +71,9 @@ class Method(ABC):
         """Learning-rate schedulers (checkpointed with the optimizers); none by default."""
         return {}
 
+    def prepare_inference(self, data: TrainData) -> None:
+        """Called once after training, before the inference network is saved (no-op by default)."""
+
     def extra_state(self) -> dict[str, Any]:
         """Anything else a bit-identical resume needs (image pools, ...)."""
         return {}

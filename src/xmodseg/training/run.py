@@ -47,6 +47,11 @@ def data_record(cache: str | os.PathLike[str], s: SliceSet | None, labels: bool)
     return {"cache": str(cache), "manifest_sha256": sha256_file(Path(cache) / MANIFEST), "cases": list(s.cases), "slices": len(s), "labels_used": labels}
 
 
+def cache_ids(source_cache: str | os.PathLike[str], target_cache: str | os.PathLike[str]) -> dict[str, str]:
+    """What a run was trained on, as manifest hashes (part of the resume hash)."""
+    return {"source": sha256_file(Path(source_cache) / MANIFEST), "target": sha256_file(Path(target_cache) / MANIFEST)}
+
+
 def fit_method(
     cls: type[Method],
     *,
@@ -124,14 +129,13 @@ def train_experiment(
     class_names = load_manifest(target_cache)["class_names"]
     if load_manifest(source_cache)["class_names"] != class_names:
         raise ConfigError(f"{source_cache} and {target_cache} have different class names")
-    data_ids = {"source": sha256_file(Path(source_cache) / MANIFEST), "target": sha256_file(Path(target_cache) / MANIFEST)}
     trained = fit_method(
         cls,
         name=method_name,
         params=params,
         seed=seed,
         data=TrainData(source=source, target=target),
-        data_ids=data_ids,
+        data_ids=cache_ids(source_cache, target_cache),
         num_classes=len(class_names),
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,

@@ -391,6 +391,11 @@ class Disentangled(Method):
             s.step()
         return {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
 
+    def prepare_inference(self, data: TrainData) -> None:
+        """Fix the translation styles to the training slices' mean style codes (deterministic cache)."""
+        assert data.source is not None and data.target is not None
+        self.set_reference_styles(data.source.images, data.target.images)
+
     def set_reference_styles(self, source_images: torch.Tensor | None, target_images: torch.Tensor | None, batch_size: int = 64) -> None:
         """See `DisentangledTranslator.set_reference_styles`."""
         self.translator.set_reference_styles(source_images, target_images, batch_size)

@@ -11,11 +11,9 @@ from typing import Any
 import torch
 
 from xmodseg.atomic import write_json
-from xmodseg.hashing import sha256_file
 from xmodseg.methods.base import TrainData
-from xmodseg.preprocess.pipeline import MANIFEST
 from xmodseg.slices import SliceSet, training_slices
-from xmodseg.training.run import data_record, fit_method, write_model
+from xmodseg.training.run import cache_ids, data_record, fit_method, write_model
 from xmodseg.translation.apply import preview_grid, translate_cache, translation_quality
 from xmodseg.translation.intensity import UnitRange
 from xmodseg.translation.registry import get_translator
@@ -44,14 +42,14 @@ def train_translator(
     source = training_slices(source_cache, with_labels=False)
     target = training_slices(target_cache, with_labels=False)
     r_s, r_t = UnitRange.fit(source.images), UnitRange.fit(target.images)
-    data_ids = {"source": sha256_file(Path(source_cache) / MANIFEST), "target": sha256_file(Path(target_cache) / MANIFEST)}
+    data = TrainData(source=_unit(source, r_s), target=_unit(target, r_t))
     trained = fit_method(
         cls,
         name=translator,
         params=params,
         seed=seed,
-        data=TrainData(source=_unit(source, r_s), target=_unit(target, r_t)),
-        data_ids=data_ids,
+        data=data,
+        data_ids=cache_ids(source_cache, target_cache),
         num_classes=0,
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,
@@ -60,8 +58,7 @@ def train_translator(
     method = trained.method
     for net in method.networks().values():
         net.eval()
-    if hasattr(method, "set_reference_styles"):  # disentangled: fixed styles for a deterministic cache
-        method.set_reference_styles(r_s.to_unit(source.images), r_t.to_unit(target.images))
+    method.prepare_inference(data)
     ranges = {"source": r_s.to_dict(), "target": r_t.to_dict()}
     sidecar = write_model(
         model_path,

@@ -54,6 +54,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 TRANSLATE = {"iterations": 3, "batch_size": 2, "ngf": 4, "ndf": 4, "n_blocks": 1, "d_layers": 2, "skip": True, "checkpoint_every": 1}
+SIFA = {"iterations": 3, "batch_size": 2, "width": 0.125, "ndf": 4, "d_layers": 2, "pool_size": 2, "generator": {"ngf": 4, "n_blocks": 1}, "checkpoint_every": 1}
 DISENTANGLE = {"iterations": 3, "batch_size": 2, "dim": 4, "n_res": 1, "ndf": 4, "d_layers": 2, "checkpoint_every": 1}
 
 
@@ -85,6 +86,9 @@ def write_config(workdir: Path, iterations_oracle: int = 4, iterations_t2s: int 
                 "seeds": [0],
                 "train": TRAIN,
             },
+            # SIFA both directions: MR->CT warm-starts G_t from the CycleGAN translator
+            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "warm_start": "cyclegan_mr2ct", "seeds": [0], "train": SIFA},
+            "sifa_ct2mr": {"method": "sifa", "source": "ct", "target": "mr", "seeds": [0], "train": SIFA},
         },
         "report": {"title": "tiny"},
     }
@@ -117,6 +121,14 @@ def test_outputs_exist_and_are_consistent(workdir):
     assert "| source_only | MR→CT |" in md and "| oracle | MR→CT |" in md
     assert "| translate_then_segment (cyclegan) | MR→CT |" in md and "| translate_then_segment (disentangled) | CT→MR |" in md
     assert "## Image translation" in md and "cyclegan_mr2ct (cyclegan)" in md and "disentangled_ct2mr (disentangled)" in md
+    assert "| sifa | MR→CT |" in md and "| sifa | CT→MR |" in md
+    sifa = json.loads((workdir / "results/models/tiny_synth/sifa_mr2ct/seed0/model.json").read_text())
+    assert sifa["warm_start"]["model"] == "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.pt"
+    assert sifa["warm_start"]["sha256"] == json.loads((workdir / "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.json").read_text())["model_sha256"]
+    assert sifa["uses_target_labels_for_training"] is False and sifa["data"]["target"]["labels_used"] is False
+    assert json.loads((workdir / "results/models/tiny_synth/sifa_ct2mr/seed0/model.json").read_text())["warm_start"] is None
+    losses = [json.loads(line) for line in (workdir / "logs/train/tiny_synth/sifa_ct2mr/seed0.jsonl").read_text().splitlines()]
+    assert {"g_total", "d_t", "seg_main", "seg_aux", "u_total", "d_s_main", "d_s_aux", "d_p1", "d_p2"} <= set(losses[-1])
     # The translators' previews and anatomy checks exist (anatomy needs the CT oracle: only MR->CT).
     tr = workdir / "results/translators/tiny_synth"
     assert (tr / "cyclegan_mr2ct/seed0/preview.png").stat().st_size > 0

@@ -53,6 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         checkpoint_dir=args.checkpoint_dir,
         log_path=args.train_log,
         stop_at=args.stop_at,
+        warm_start=args.warm_start,
     )
 
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="model file to write (sidecar: same name, .json)")
     s.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints (kept outside the rule's outputs)")
     s.add_argument("--train-log", required=True, help="JSONL loss log")
+    s.add_argument("--warm-start", default=None, help="a translator's model.pt to initialise from (methods that support it, e.g. sifa)")
     s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_train)
 

@@ -47,9 +47,11 @@ def build(spec: Mapping[str, Any]) -> nn.Module:
     """`spec` = {"kind": name, "kwargs": {...}} as stored in model files."""
     kind = spec["kind"]
     if kind not in ARCHITECTURES:
+        from xmodseg.methods import available_methods
         from xmodseg.translation.registry import available_translators
 
-        available_translators()  # translator modules register their inference networks on import
+        available_methods()  # method and translator modules register their inference networks on import
+        available_translators()
     if kind not in ARCHITECTURES:
         raise KeyError(f"unknown architecture '{kind}' (known: {sorted(ARCHITECTURES)})")
     return ARCHITECTURES[kind](**spec["kwargs"])

@@ -61,7 +61,10 @@ def long_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def method_label(exp: Mapping[str, Any]) -> str:
-    """Row label: the method, plus the translator kind for translation-based methods."""
+    """Row label: the config's `label` if given (ablation rows), else the method, plus the
+    translator kind for translation-based methods."""
+    if exp.get("label"):
+        return str(exp["label"])
     translator = exp.get("translator_kind") or exp.get("translator")
     return f"{exp['method']} ({translator})" if translator else exp["method"]
 
@@ -116,7 +119,7 @@ def markdown_table(summary: pd.DataFrame, metric: str) -> str:
     classes = list(dict.fromkeys(sub["class"]))
     header = "| method | direction | seeds | " + " | ".join(classes) + " |\n|---|---|---|" + "---|" * len(classes) + "\n"
     lines = []
-    for (method, source, target), grp in sub.groupby(["method", "source", "target"], sort=False):
+    for (_, method, source, target), grp in sub.groupby(["experiment", "method", "source", "target"], sort=False):
         by_cls = {r["class"]: r for _, r in grp.iterrows()}
         n_seeds = int(grp["n_seeds"].iloc[0])
         cells = []

@@ -32,6 +32,14 @@ for _name, _exp in EXPERIMENTS.items():
             raise ValueError(f"experiments.{_name}: translator '{_exp['translator']}' goes {_tr['source']}->{_tr['target']}")
         if _exp.get("translator_seed", _tr["seeds"][0]) not in _tr["seeds"]:
             raise ValueError(f"experiments.{_name}.translator_seed: not one of translators.{_exp['translator']}.seeds")
+    if "warm_start" in _exp:
+        _tr = TRANSLATORS.get(_exp["warm_start"])
+        if _exp["method"] != "sifa":
+            raise ValueError(f"experiments.{_name}.warm_start: only method sifa takes a warm start")
+        if _tr is None or _tr["translator"] != "cyclegan":
+            raise ValueError(f"experiments.{_name}.warm_start: '{_exp['warm_start']}' is not a cyclegan entry of translators")
+        if (_tr["source"], _tr["target"]) != (_exp["source"], _exp["target"]):
+            raise ValueError(f"experiments.{_name}: warm start '{_exp['warm_start']}' goes {_tr['source']}->{_tr['target']}")
 for _name, _tr in TRANSLATORS.items():
     if _tr["translator"] not in available_translators():
         raise ValueError(f"translators.{_name}.translator: '{_tr['translator']}' is not one of {available_translators()}")
@@ -67,10 +75,19 @@ def translated_cache(exp):
     return f"data/translated/{DS}/{exp['translator']}/seed{seed}"
 
 
-def experiment_caches(wildcards):
+def experiment_inputs(wildcards):
+    """The caches an experiment trains on, plus the translator model it warm-starts from (if any)."""
     exp = EXPERIMENTS[wildcards.exp]
     source = translated_cache(exp) if "translator" in exp else cache_dir(exp["source"])
-    return {"source": source, "target": cache_dir(exp["target"])}
+    inputs = {"source": source, "target": cache_dir(exp["target"])}
+    if "warm_start" in exp:
+        tr = TRANSLATORS[exp["warm_start"]]
+        inputs["warm_start"] = f"results/translators/{DS}/{exp['warm_start']}/seed{tr['seeds'][0]}/model.pt"
+    return inputs
+
+
+def warm_start_arg(wildcards, input):
+    return f"--warm-start {input.warm_start}" if "warm_start" in input.keys() else ""
 
 
 def oracle_model(target):

@@ -2,7 +2,7 @@
 # Checkpoints live outside the declared outputs so a rerun resumes instead of restarting.
 rule train:
     input:
-        unpack(experiment_caches),
+        unpack(experiment_inputs),
     output:
         model="results/models/{dataset}/{exp}/seed{seed}/model.pt",
         sidecar="results/models/{dataset}/{exp}/seed{seed}/model.json",
@@ -10,6 +10,7 @@ rule train:
         method=lambda w: EXPERIMENTS[w.exp]["method"],
         train=lambda w: as_arg(EXPERIMENTS[w.exp]["train"]),
         checkpoints="results/checkpoints/{dataset}/{exp}/seed{seed}",
+        warm_start=warm_start_arg,
     log:
         run="logs/train/{dataset}/{exp}/seed{seed}.log",
         losses="logs/train/{dataset}/{exp}/seed{seed}.jsonl",
@@ -25,4 +26,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} xmodseg train --method {params.method} --params {params.train} --seed {wildcards.seed} "
         "--source-cache {input.source} --target-cache {input.target} --model {output.model} "
-        "--checkpoint-dir {params.checkpoints} --train-log {log.losses} > {log.run} 2>&1"
+        "--checkpoint-dir {params.checkpoints} --train-log {log.losses} {params.warm_start} > {log.run} 2>&1"

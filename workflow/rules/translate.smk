@@ -1,5 +1,5 @@
 # Stage 3: unpaired image translation (source -> target) per translator entry and seed.
-# Its translated cache feeds translate_then_segment (and later SIFA/GLUA/MKD); changing a
+# Its translated cache feeds translate_then_segment, its generator SIFA's warm start; changing a
 # downstream segmenter never retrains the translator.
 rule translate:
     input:
@@ -24,6 +24,7 @@ rule translate:
         losses="logs/translate/{dataset}/{tname}/seed{seed}.jsonl",
     benchmark:
         "results/benchmarks/translate/{dataset}/{tname}/seed{seed}.tsv"
+    priority: 10  # translators head the longest chains (translate -> SIFA / translate_then_segment)
     threads: 2
     resources:
         gpu=1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from xmodseg.methods.base import DataNeeds, Method, TrainData
 from xmodseg.plugins import Registry
 
-METHODS: Registry[Method] = Registry("method", ["xmodseg.methods.supervised"])
+METHODS: Registry[Method] = Registry("method", ["xmodseg.methods.supervised", "xmodseg.methods.sifa"])
 register = METHODS.register
 get_method = METHODS.get
 available_methods = METHODS.names

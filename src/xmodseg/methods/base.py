@@ -71,6 +71,10 @@ class Method(ABC):
         """Learning-rate schedulers (checkpointed with the optimizers); none by default."""
         return {}
 
+    def prepare(self, data: TrainData) -> TrainData:
+        """Called once before training: a method may re-express the data (intensity range, size)."""
+        return data
+
     def prepare_inference(self, data: TrainData) -> None:
         """Called once after training, before the inference network is saved (no-op by default)."""
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 LOOP_KEYS = ("iterations", "checkpoint_every", "log_every", "max_minutes")
 # Run-time knobs that do not change what is learned (on CPU): kept out of the resume hash.
-RUNTIME_KEYS = ("device", "max_minutes", "checkpoint_every", "log_every")
+RUNTIME_KEYS = ("device", "max_minutes", "checkpoint_every", "log_every", "warm_start")  # warm start: its sha256 is in the data ids
 
 
 @dataclass
@@ -75,6 +75,7 @@ def fit_method(
     config_hash = sha256_json({"method": name, "params": hashed, "seed": int(seed), "data": dict(data_ids)})
     seed_everything(int(seed))  # network initialisation is part of what the seed fixes
     method = cls({**params, "seed": int(seed)}, num_classes, precision)
+    data = method.prepare(data)
     result = fit(method, data, loop_cfg, checkpoint_dir=checkpoint_dir, log_path=log_path, config_hash=config_hash, stop_at=stop_at)
     if result.stopped_early:
         raise TrainingIncompleteError(
@@ -120,9 +121,18 @@ def train_experiment(
     checkpoint_dir: str | os.PathLike[str],
     log_path: str | os.PathLike[str],
     stop_at: int | None = None,
+    warm_start: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Returns the sidecar written next to the model (`<model>.json`)."""
+    """Returns the sidecar written next to the model (`<model>.json`). `warm_start` (a translator's
+    model.pt) is handed to the method as `params["warm_start"]`; its hash joins the resume hash."""
     cls = get_method(method_name)
+    data_ids = cache_ids(source_cache, target_cache)
+    warm: dict[str, Any] = {}
+    if warm_start is not None:
+        if not Path(warm_start).is_file():
+            raise ConfigError(f"warm start model {warm_start} does not exist")
+        data_ids["warm_start"] = sha256_file(warm_start)
+        warm = {"warm_start": str(warm_start)}
     needs = cls.needs
     source = training_slices(source_cache, with_labels=needs.source_labels) if needs.source_images else None
     target = training_slices(target_cache, with_labels=needs.target_labels) if needs.target_images else None
@@ -132,10 +142,10 @@ def train_experiment(
     trained = fit_method(
         cls,
         name=method_name,
-        params=params,
+        params={**params, **warm},
         seed=seed,
         data=TrainData(source=source, target=target),
-        data_ids=cache_ids(source_cache, target_cache),
+        data_ids=data_ids,
         num_classes=len(class_names),
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,
@@ -150,6 +160,7 @@ def train_experiment(
             "seed": int(seed),
             "params": dict(params),
             "selection": "last iteration (no target labels used for model selection)",
+            "warm_start": {"model": str(warm_start), "sha256": data_ids["warm_start"]} if warm_start else None,
             "uses_target_labels_for_training": needs.target_labels,
             "data": {
                 "source": data_record(source_cache, source, needs.source_labels),

@@ -12,19 +12,21 @@ import torch
 
 
 class ImagePool:
-    def __init__(self, size: int = 50, seed: int = 0) -> None:
+    def __init__(self, size: int = 50, seed: int = 0, whole_batches: bool = False) -> None:
         self.size = size
+        self.whole_batches = whole_batches  # SIFA stores and swaps whole batches; CycleGAN single images
         self.images: list[torch.Tensor] = []
         self.gen = torch.Generator().manual_seed(seed)
 
     def query(self, batch: torch.Tensor) -> torch.Tensor:
-        """Per image: while filling, store and return it; then with p=0.5 return a stored image and
-        store the new one in its place, else return the new image."""
+        """Per item (an image, or the whole batch with `whole_batches`): while filling, store and
+        return it; then with p=0.5 return a stored item and store the new one in its place, else
+        return the new item."""
         if self.size == 0:
             return batch
         out = []
-        for img in batch.detach():
-            img = img.unsqueeze(0)
+        items = [batch.detach()] if self.whole_batches else [img.unsqueeze(0) for img in batch.detach()]
+        for img in items:
             if len(self.images) < self.size:
                 self.images.append(img.clone())
                 out.append(img)

@@ -1,0 +1,310 @@
+"""SIFA v2: synergistic image and feature alignment (Chen et al., TMI 2020; methods.md §2).
+
+Image alignment: G_t renders source slices in the target look (x_st); E∘U renders target slices
+in the source look (x_ts); both are cycled back and judged by D_t / D_s. Feature alignment: the
+segmenter (E + C_1 + deep-supervision C_2) is trained on x_st with the source labels, while D_p1 /
+D_p2 pull its target predictions towards its x_st predictions and D_s's auxiliary head pulls
+x_ts towards x_sts, both through the shared encoder.
+
+One iteration updates, in the official code's order, each with a fresh forward pass on the
+current weights (as each `sess.run` does): G_t -> D_t -> (E, C_1, C_2) -> U -> D_s (main + aux)
+-> D_p1 -> D_p2. LSGAN objectives; weights as published (table in `DEFAULTS`); Adam lr 2e-4,
+beta1 0.5 on the GAN side, (0.9, 0.999) for the segmenter; pools of 50 *batches*.
+
+Ablation switches (`align_predictions`, `align_image_features`) re-create the paper's rows:
+image adaptation only (both off: E learns from segmentation alone, U still closes the cycle on
+detached features), + prediction-space alignment, and the full model (both on, the default).
+`deep_supervision: false` gives SIFA v1's single classifier.
+
+Warm start: `warm_start` (a CycleGAN translator's model.pt) initialises G_t with its source ->
+target generator and reuses its intensity ranges; G_t's architecture then comes from that file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xmodseg.errors import ConfigError
+from xmodseg.methods import register
+from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
+from xmodseg.methods.sifa_losses import l2_weight_decay, segmentation_loss
+from xmodseg.methods.sifa_networks import SifaDecoder, SifaSegmenter, scaled
+from xmodseg.slices import SliceSet
+from xmodseg.training.device import Precision
+from xmodseg.training.schedules import make_schedule
+from xmodseg.translation.intensity import UnitRange
+from xmodseg.translation.layers import PatchDiscriminator, ResnetGenerator
+from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.translation.pool import ImagePool
+
+DEFAULTS: dict[str, Any] = {
+    # scale
+    "width": 1.0,  # multiplies every channel count (paper: 1.0)
+    "downsamplings": 3,  # encoder poolings (paper: 3, output stride 8)
+    "image_size": None,  # [H, W] the networks run at; slices are resized to it (None: cache size)
+    "generator": None,  # G_t {ngf, n_blocks, skip}; None: {32 x width, 9, true} as the paper
+    "decoder_skip": True,  # U outputs tanh(x + out)
+    "ndf": None,  # discriminator width; None: 64 x width
+    "d_layers": 3,
+    # optimisation
+    "batch_size": 8,  # source and target slices per iteration
+    "lr": 2e-4,  # every module, constant (v2)
+    "beta1": 0.5,  # GAN-side Adam; the segmenter uses (0.9, 0.999)
+    "lr_schedule": "constant",
+    "pool_size": 50,  # batches
+    # objective (v2 weights)
+    "lambda_cycle": 10.0,  # G_t and U: 10 |x_sts - x_s| + 10 |x_tst - x_t| + GAN
+    "lambda_encoder_image": 0.1,  # E sees 0.1 x U's objective (so the cycle reaches E with weight 1)
+    "lambda_seg_aux": 0.1,  # C_2's segmentation loss
+    "lambda_adv_p1": 0.1,
+    "lambda_adv_p2": 0.01,
+    "lambda_adv_aux": 0.1,  # D_s's auxiliary head, as seen by E
+    "weight_decay": 1e-4,  # x 1/2 sum w^2 over E, C_1, C_2
+    # ablation rows
+    "align_predictions": True,
+    "align_image_features": True,
+    "deep_supervision": True,
+    "warm_start": None,
+}
+
+
+def _resized(images: torch.Tensor, labels: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if tuple(images.shape[-2:]) == size:
+        return images, labels
+    images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    if labels is not None:
+        labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    return images, labels
+
+
+@register
+class Sifa(Method):
+    name: ClassVar[str] = "sifa"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True, target_images=True)
+
+    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
+        unknown = set(params) - set(DEFAULTS) - {"iterations", "seed", "device", "amp", "checkpoint_every", "log_every", "max_minutes"}
+        if unknown:
+            raise ConfigError(f"sifa: unknown parameter(s) {sorted(unknown)} (known: {sorted(DEFAULTS)})")
+        super().__init__({**DEFAULTS, **params}, num_classes, precision)
+        p = self.params
+        w = float(p["width"])
+        self.warm_ranges: dict[str, UnitRange] | None = None
+        self.g_t = self._generator(p, w).to(self.device)
+        self.seg = SifaSegmenter(
+            num_classes, w, int(p["downsamplings"]), bool(p["deep_supervision"]), p["image_size"]
+        ).to(self.device)
+        self.dec = SifaDecoder(w, int(p["downsamplings"]), bool(p["decoder_skip"])).to(self.device)
+        ndf = int(p["ndf"] or scaled(64, w))
+        layers = int(p["d_layers"])
+        self.d_t = PatchDiscriminator(ndf, layers).to(self.device)
+        self.d_s = PatchDiscriminator(ndf, layers, out_channels=2).to(self.device)  # main + auxiliary head
+        self.d_p1 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device)
+        self.d_p2 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if p["deep_supervision"] else None
+        lr, gan_betas = float(p["lr"]), (float(p["beta1"]), 0.999)
+        self.opts: dict[str, torch.optim.Optimizer] = {
+            "g_t": torch.optim.Adam(self.g_t.parameters(), lr=lr, betas=gan_betas),
+            "d_t": torch.optim.Adam(self.d_t.parameters(), lr=lr, betas=gan_betas),
+            "seg": torch.optim.Adam(self.seg.parameters(), lr=lr, betas=(0.9, 0.999)),
+            "dec": torch.optim.Adam(self.dec.parameters(), lr=lr, betas=gan_betas),
+            "d_s": torch.optim.Adam(self.d_s.parameters(), lr=lr, betas=gan_betas),
+            "d_p1": torch.optim.Adam(self.d_p1.parameters(), lr=lr, betas=gan_betas),
+        }
+        if self.d_p2 is not None:
+            self.opts["d_p2"] = torch.optim.Adam(self.d_p2.parameters(), lr=lr, betas=gan_betas)
+        iters = int(p["iterations"])
+        self.scheds = {k: make_schedule(o, str(p["lr_schedule"]), iters) for k, o in self.opts.items()}
+        seed = int(p.get("seed", 0))
+        self.pool_st = ImagePool(int(p["pool_size"]), seed + 1, whole_batches=True)  # feeds D_t
+        self.pool_ts = ImagePool(int(p["pool_size"]), seed + 2, whole_batches=True)  # feeds D_s (both heads)
+        self.batch_size = int(p["batch_size"])
+
+    def _generator(self, p: Mapping[str, Any], width: float) -> ResnetGenerator:
+        if p["warm_start"]:
+            payload = torch.load(str(p["warm_start"]), map_location="cpu", weights_only=False)
+            arch = payload.get("architecture", {})
+            if arch.get("kind") != "resnet_generator" or "intensity_ranges" not in payload:
+                raise ConfigError(f"sifa warm_start: {p['warm_start']} is not a CycleGAN translator model (architecture {arch.get('kind')!r})")
+            g = ResnetGenerator(**arch["kwargs"])
+            g.load_state_dict(payload["state_dict"])
+            self.warm_ranges = {k: UnitRange(**v) for k, v in payload["intensity_ranges"].items()}
+            return g
+        gen = {"ngf": scaled(32, width), "n_blocks": 9, "skip": True, **(p["generator"] or {})}
+        return ResnetGenerator(**gen)
+
+    # -- data -------------------------------------------------------------------------------
+    def prepare(self, data: TrainData) -> TrainData:
+        """Map both domains to [-1, 1] (training-split percentiles, or the warm start's ranges) and
+        to `image_size`; the target range is stored in the segmenter for inference."""
+        assert data.source is not None and data.target is not None
+        ranges = self.warm_ranges or {"source": UnitRange.fit(data.source.images), "target": UnitRange.fit(data.target.images)}
+        self.ranges = ranges
+        t = ranges["target"]
+        self.seg.intensity_range.copy_(torch.tensor([t.low, t.high]))
+        size = tuple(int(s) for s in (self.params["image_size"] or data.source.images.shape[-2:]))
+        step = max(4, 2 ** int(self.params["downsamplings"]))
+        if len(size) != 2 or any(s % step for s in size) or tuple(data.target.images.shape[-2:]) != tuple(data.source.images.shape[-2:]):
+            raise ConfigError(
+                f"sifa: image size {list(size)} must be two sides divisible by {step} (image_size, or the caches' crop_size), "
+                f"and source/target slices must have the same size"
+            )
+        out = []
+        for s, r in ((data.source, ranges["source"]), (data.target, ranges["target"])):
+            images, labels = _resized(r.to_unit(s.images), s.labels, size)  # type: ignore[arg-type]
+            out.append(SliceSet(images, labels, s.cases, s.modality))
+        return TrainData(source=out[0], target=out[1])
+
+    # -- Method interface ---------------------------------------------------------------------
+    def networks(self) -> Mapping[str, nn.Module]:
+        nets = {"g_t": self.g_t, "seg": self.seg, "dec": self.dec, "d_t": self.d_t, "d_s": self.d_s, "d_p1": self.d_p1}
+        if self.d_p2 is not None:
+            nets["d_p2"] = self.d_p2
+        return nets
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return self.opts
+
+    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
+        return self.scheds
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_st": self.pool_st.state_dict(), "pool_ts": self.pool_ts.state_dict()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if state:
+            self.pool_st.load_state_dict(state["pool_st"], self.device)
+            self.pool_ts.load_state_dict(state["pool_ts"], self.device)
+
+    def inference_architecture(self) -> dict[str, Any]:
+        p = self.params
+        low, high = (float(v) for v in self.seg.intensity_range.tolist())
+        kwargs = {
+            "num_classes": self.num_classes,
+            "width": float(p["width"]),
+            "downsamplings": int(p["downsamplings"]),
+            "deep_supervision": bool(p["deep_supervision"]),
+            "image_size": list(p["image_size"]) if p["image_size"] else None,
+            "intensity_range": [low, high],
+        }
+        return {"kind": "sifa_segmenter", "kwargs": kwargs}
+
+    def inference_network(self) -> nn.Module:
+        return self.seg
+
+    # -- one iteration ------------------------------------------------------------------------
+    def _only(self, *nets: nn.Module | None) -> None:
+        """Gradients for `nets` only: a step never moves another player's weights."""
+        set_requires_grad(list(self.networks().values()), False)
+        set_requires_grad([n for n in nets if n is not None], True)
+
+    def _step(self, name: str, loss: torch.Tensor) -> None:
+        self.backward_step(loss, self.opts[name])
+
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+        assert data.source is not None and data.target is not None
+        p = self.params
+        x_s, y_s = data.source.sample(self.batch_size, sampler)
+        x_t = data.target.sample(self.batch_size, sampler)[0]
+        assert y_s is not None
+        x_s, y_s, x_t = x_s.to(self.device), y_s.to(self.device), x_t.to(self.device)
+        lam_cyc = float(p["lambda_cycle"])
+        t: dict[str, torch.Tensor] = {}
+
+        # 1. G_t: cycle (both ways, through the frozen E, U) + target-domain GAN
+        self._only(self.g_t)
+        with self.precision.autocast():
+            with torch.no_grad():
+                x_ts = self.dec(self.seg.encoder(x_t)[0], x_t)
+            x_st = self.g_t(x_s)
+            x_sts = self.dec(self.seg.encoder(x_st)[0], x_st)
+            t["g_cycle_s"], t["g_cycle_t"] = l1(x_sts, x_s), l1(self.g_t(x_ts), x_t)
+            t["g_adv_t"] = lsgan_generator(self.d_t(x_st))
+            t["g_total"] = lam_cyc * (t["g_cycle_s"] + t["g_cycle_t"]) + t["g_adv_t"]
+        self._step("g_t", t["g_total"])
+
+        # 2. D_t: real target vs pooled x_st
+        self._only(self.d_t)
+        with self.precision.autocast():
+            t["d_t"] = lsgan_discriminator(self.d_t(x_t), self.d_t(self.pool_st.query(x_st.detach())))
+        self._step("d_t", t["d_t"])
+
+        # 3. E + C_1 + C_2: segmentation on x_st, plus the alignment terms the switches allow
+        self._only(self.seg)
+        with self.precision.autocast():
+            with torch.no_grad():
+                x_st = self.g_t(x_s)
+            f_st, main_st, aux_st = self.seg.logits(x_st)
+            t["seg_main"] = segmentation_loss(main_st, y_s)
+            t["weight_decay"] = float(p["weight_decay"]) * l2_weight_decay([self.seg])
+            total = t["seg_main"] + t["weight_decay"]
+            if aux_st is not None:
+                t["seg_aux"] = segmentation_loss(aux_st, y_s)
+                total = total + float(p["lambda_seg_aux"]) * t["seg_aux"]
+            if p["align_image_features"] or p["align_predictions"]:
+                f_t, main_t, aux_t = self.seg.logits(x_t)
+            if p["align_image_features"]:
+                x_ts = self.dec(f_t, x_t)
+                scores = self.d_s(x_ts)
+                t["e_cycle_s"] = l1(self.dec(f_st, x_st), x_s)
+                t["e_cycle_t"] = l1(self.g_t(x_ts), x_t)
+                t["e_adv_s"] = lsgan_generator(scores[:, :1])
+                t["e_adv_aux"] = lsgan_generator(scores[:, 1:])
+                decoder_objective = lam_cyc * (t["e_cycle_s"] + t["e_cycle_t"]) + t["e_adv_s"]
+                total = total + float(p["lambda_encoder_image"]) * decoder_objective + float(p["lambda_adv_aux"]) * t["e_adv_aux"]
+            if p["align_predictions"]:
+                t["e_adv_p1"] = lsgan_generator(self.d_p1(main_t))
+                total = total + float(p["lambda_adv_p1"]) * t["e_adv_p1"]
+                if self.d_p2 is not None and aux_t is not None:
+                    t["e_adv_p2"] = lsgan_generator(self.d_p2(aux_t))
+                    total = total + float(p["lambda_adv_p2"]) * t["e_adv_p2"]
+            t["seg_total"] = total
+        self._step("seg", total)
+
+        # 4. U: cycle + source-domain GAN, on the updated (frozen) encoder's features
+        self._only(self.dec)
+        with self.precision.autocast():
+            with torch.no_grad():
+                f_st, main_st, aux_st = self.seg.logits(x_st)
+                f_t, main_t, aux_t = self.seg.logits(x_t)
+            x_ts = self.dec(f_t, x_t)
+            x_sts = self.dec(f_st, x_st)
+            t["u_cycle_s"], t["u_cycle_t"] = l1(x_sts, x_s), l1(self.g_t(x_ts), x_t)
+            t["u_adv_s"] = lsgan_generator(self.d_s(x_ts)[:, :1])
+            t["u_total"] = lam_cyc * (t["u_cycle_s"] + t["u_cycle_t"]) + t["u_adv_s"]
+        self._step("dec", t["u_total"])
+
+        # 5. D_s: main head real x_s vs pooled x_ts; auxiliary head real x_sts vs the same pooled x_ts
+        self._only(self.d_s)
+        with self.precision.autocast():
+            fake = self.d_s(self.pool_ts.query(x_ts.detach()))
+            t["d_s_main"] = lsgan_discriminator(self.d_s(x_s)[:, :1], fake[:, :1])
+            d_s_total = t["d_s_main"]
+            if p["align_image_features"]:
+                t["d_s_aux"] = lsgan_discriminator(self.d_s(x_sts.detach())[:, 1:], fake[:, 1:])
+                d_s_total = d_s_total + t["d_s_aux"]
+        self._step("d_s", d_s_total)
+
+        # 6-7. D_p1, D_p2: "real" = predictions on x_st, "fake" = predictions on x_t
+        if p["align_predictions"]:
+            for name, disc, real, fake_pred in (("d_p1", self.d_p1, main_st, main_t), ("d_p2", self.d_p2, aux_st, aux_t)):
+                if disc is None or real is None or fake_pred is None:
+                    continue
+                self._only(disc)
+                with self.precision.autocast():
+                    t[name] = lsgan_discriminator(disc(real), disc(fake_pred))
+                self._step(name, t[name])
+
+        for s in self.scheds.values():
+            s.step()
+        set_requires_grad(list(self.networks().values()), True)
+        return {k: float(v.detach()) for k, v in t.items()}
+
+    def translate(self, x_s_unit: torch.Tensor) -> torch.Tensor:
+        """x_st for previews (unit range in, unit range out)."""
+        return self.g_t(x_s_unit)
+

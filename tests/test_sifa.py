@@ -163,9 +163,10 @@ def test_module_shapes(side, downsamplings):
             assert aux_logits is None and seg.aux_head is None
 
     dec = SifaDecoder(width, downsamplings)
-    y = dec(main, x)
+    with torch.no_grad():
+        y = dec(main, x)
+        y_noskip = SifaDecoder(width, downsamplings, skip=False)(main, x)
     assert y.shape == x.shape and float(y.abs().max()) <= 1.0
-    y_noskip = SifaDecoder(width, downsamplings, skip=False)(main, x)
     assert y_noskip.shape == x.shape and float(y_noskip.abs().max()) <= 1.0
 
     # the inference network resizes to its image_size and answers at the input size
@@ -191,7 +192,7 @@ def test_encoder_block_zero_pads_the_shortcut():
     x = torch.randn(2, 3, 8, 8)
     wide = EncoderBlock(3, 5)
     out = wide(x)
-    assert out.shape == (2, 5, 8, 8) and float(out.min()) >= 0  # ReLU after the addition
+    assert out.shape == (2, 5, 8, 8) and float(out.detach().min()) >= 0  # ReLU after the addition
     with torch.no_grad():
         body = wide.body(x)
         want = F.relu(body + torch.cat([x, torch.zeros(2, 2, 8, 8)], dim=1))
@@ -284,6 +285,7 @@ def test_switches_select_the_ablation_rows():
     gen = torch.Generator
 
     m = _method(align_predictions=False)
+    assert m.d_p1 is None and m.d_p2 is None and not {"d_p1", "d_p2"} & set(m.optimizers())  # not even built
     before = _snapshot(m)
     losses = m.train_step(m.prepare(data), gen().manual_seed(0), 0)
     assert not {"e_adv_p1", "e_adv_p2", "d_p1", "d_p2"} & set(losses)

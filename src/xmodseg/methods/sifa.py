@@ -104,8 +104,9 @@ class Sifa(Method):
         layers = int(p["d_layers"])
         self.d_t = PatchDiscriminator(ndf, layers).to(self.device)
         self.d_s = PatchDiscriminator(ndf, layers, out_channels=2).to(self.device)  # main + auxiliary head
-        self.d_p1 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device)
-        self.d_p2 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if p["deep_supervision"] else None
+        align_p = bool(p["align_predictions"])
+        self.d_p1 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p else None
+        self.d_p2 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p and p["deep_supervision"] else None
         lr, gan_betas = float(p["lr"]), (float(p["beta1"]), 0.999)
         self.opts: dict[str, torch.optim.Optimizer] = {
             "g_t": torch.optim.Adam(self.g_t.parameters(), lr=lr, betas=gan_betas),
@@ -113,10 +114,10 @@ class Sifa(Method):
             "seg": torch.optim.Adam(self.seg.parameters(), lr=lr, betas=(0.9, 0.999)),
             "dec": torch.optim.Adam(self.dec.parameters(), lr=lr, betas=gan_betas),
             "d_s": torch.optim.Adam(self.d_s.parameters(), lr=lr, betas=gan_betas),
-            "d_p1": torch.optim.Adam(self.d_p1.parameters(), lr=lr, betas=gan_betas),
         }
-        if self.d_p2 is not None:
-            self.opts["d_p2"] = torch.optim.Adam(self.d_p2.parameters(), lr=lr, betas=gan_betas)
+        for name, disc in (("d_p1", self.d_p1), ("d_p2", self.d_p2)):
+            if disc is not None:
+                self.opts[name] = torch.optim.Adam(disc.parameters(), lr=lr, betas=gan_betas)
         iters = int(p["iterations"])
         self.scheds = {k: make_schedule(o, str(p["lr_schedule"]), iters) for k, o in self.opts.items()}
         seed = int(p.get("seed", 0))
@@ -161,10 +162,8 @@ class Sifa(Method):
 
     # -- Method interface ---------------------------------------------------------------------
     def networks(self) -> Mapping[str, nn.Module]:
-        nets = {"g_t": self.g_t, "seg": self.seg, "dec": self.dec, "d_t": self.d_t, "d_s": self.d_s, "d_p1": self.d_p1}
-        if self.d_p2 is not None:
-            nets["d_p2"] = self.d_p2
-        return nets
+        nets = {"g_t": self.g_t, "seg": self.seg, "dec": self.dec, "d_t": self.d_t, "d_s": self.d_s, "d_p1": self.d_p1, "d_p2": self.d_p2}
+        return {k: v for k, v in nets.items() if v is not None}
 
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return self.opts
@@ -256,7 +255,7 @@ class Sifa(Method):
                 t["e_adv_aux"] = lsgan_generator(scores[:, 1:])
                 decoder_objective = lam_cyc * (t["e_cycle_s"] + t["e_cycle_t"]) + t["e_adv_s"]
                 total = total + float(p["lambda_encoder_image"]) * decoder_objective + float(p["lambda_adv_aux"]) * t["e_adv_aux"]
-            if p["align_predictions"]:
+            if self.d_p1 is not None:
                 t["e_adv_p1"] = lsgan_generator(self.d_p1(main_t))
                 total = total + float(p["lambda_adv_p1"]) * t["e_adv_p1"]
                 if self.d_p2 is not None and aux_t is not None:
@@ -265,7 +264,8 @@ class Sifa(Method):
             t["seg_total"] = total
         self._step("seg", total)
 
-        # 4. U: cycle + source-domain GAN, on the updated (frozen) encoder's features
+        # 4. U: cycle + source-domain GAN, on the updated (frozen) encoder's features. Every forward
+        # pass in training mode updates E's batch-norm statistics, as TF's in-place BN updates do.
         self._only(self.dec)
         with self.precision.autocast():
             with torch.no_grad():
@@ -290,10 +290,8 @@ class Sifa(Method):
         self._step("d_s", d_s_total)
 
         # 6-7. D_p1, D_p2: "real" = predictions on x_st, "fake" = predictions on x_t
-        if p["align_predictions"]:
-            for name, disc, real, fake_pred in (("d_p1", self.d_p1, main_st, main_t), ("d_p2", self.d_p2, aux_st, aux_t)):
-                if disc is None or real is None or fake_pred is None:
-                    continue
+        for name, disc, real, fake_pred in (("d_p1", self.d_p1, main_st, main_t), ("d_p2", self.d_p2, aux_st, aux_t)):
+            if disc is not None and real is not None and fake_pred is not None:
                 self._only(disc)
                 with self.precision.autocast():
                     t[name] = lsgan_discriminator(disc(real), disc(fake_pred))

@@ -55,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,  # source and target slices per iteration
     "lr": 2e-4,  # every module, constant (v2)
     "beta1": 0.5,  # GAN-side Adam; the segmenter uses (0.9, 0.999)
-    "lr_schedule": "constant",
+    "lr_schedule": "constant",  # v2; "linear" decays to 0 from decay_start x iterations (v1 code's option)
+    "decay_start": 0.5,
     "pool_size": 50,  # batches
     # objective (v2 weights)
     "lambda_cycle": 10.0,  # G_t and U: 10 |x_sts - x_s| + 10 |x_tst - x_t| + GAN
@@ -119,7 +120,7 @@ class Sifa(Method):
             if disc is not None:
                 self.opts[name] = torch.optim.Adam(disc.parameters(), lr=lr, betas=gan_betas)
         iters = int(p["iterations"])
-        self.scheds = {k: make_schedule(o, str(p["lr_schedule"]), iters) for k, o in self.opts.items()}
+        self.scheds = {k: make_schedule(o, str(p["lr_schedule"]), iters, float(p["decay_start"])) for k, o in self.opts.items()}
         seed = int(p.get("seed", 0))
         self.pool_st = ImagePool(int(p["pool_size"]), seed + 1, whole_batches=True)  # feeds D_t
         self.pool_ts = ImagePool(int(p["pool_size"]), seed + 2, whole_batches=True)  # feeds D_s (both heads)

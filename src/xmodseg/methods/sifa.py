@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     # optimisation
     "batch_size": 8,  # source and target slices per iteration
     "lr": 2e-4,  # every module, constant (v2)
+    "lr_seg": None,  # E + C_1 + C_2 only; None: `lr` (v2). v1 used 1e-3 for the segmentation part
     "beta1": 0.5,  # GAN-side Adam; the segmenter uses (0.9, 0.999)
     "lr_schedule": "constant",  # v2; "linear" decays to 0 from decay_start x iterations (v1 code's option)
     "decay_start": 0.5,
@@ -112,7 +113,7 @@ class Sifa(Method):
         self.opts: dict[str, torch.optim.Optimizer] = {
             "g_t": torch.optim.Adam(self.g_t.parameters(), lr=lr, betas=gan_betas),
             "d_t": torch.optim.Adam(self.d_t.parameters(), lr=lr, betas=gan_betas),
-            "seg": torch.optim.Adam(self.seg.parameters(), lr=lr, betas=(0.9, 0.999)),
+            "seg": torch.optim.Adam(self.seg.parameters(), lr=float(p["lr_seg"] or lr), betas=(0.9, 0.999)),
             "dec": torch.optim.Adam(self.dec.parameters(), lr=lr, betas=gan_betas),
             "d_s": torch.optim.Adam(self.d_s.parameters(), lr=lr, betas=gan_betas),
         }

@@ -349,6 +349,37 @@ def test_resume_equals_uninterrupted(tmp_path):
         assert all(torch.equal(x, y) for x, y in zip(pa.images, pb.images))
 
 
+
+def test_nan_loss_stops_naming_the_term_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import xmodseg.methods.sifa as sifa_module
+    from xmodseg.errors import TrainingDivergedError
+    from xmodseg.training.checkpoint import LAST
+
+    calls = {"n": 0}
+    real = sifa_module.segmentation_loss
+
+    def poisoned(logits, labels):
+        calls["n"] += 1  # two calls (C_1, C_2) per iteration: iteration 3 diverges
+        out = real(logits, labels)
+        return out * math.nan if calls["n"] > 4 else out
+
+    monkeypatch.setattr(sifa_module, "segmentation_loss", poisoned)
+    params = {**TINY, "checkpoint_every": 1, "log_every": 1, "device": "cpu"}
+    with pytest.raises(TrainingDivergedError, match=r"iteration 3: .*seg_main"):
+        fit_method(
+            Sifa,
+            name="sifa",
+            params=params,
+            seed=0,
+            data=_data(),
+            data_ids={"source": "s", "target": "t"},
+            num_classes=K,
+            checkpoint_dir=tmp_path / "ckpt",
+            log_path=tmp_path / "log.jsonl",
+        )
+    state = torch.load(tmp_path / "ckpt" / LAST, map_location="cpu", weights_only=False)
+    assert state["iteration"] == 2  # the last good one
+
 # --------------------------------------------------------------------------------------- warm start, data
 
 

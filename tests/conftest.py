@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,3 +76,12 @@ def tiny_dataset(tmp_path: Path):
     reg_path = tmp_path / "datasets.yaml"
     reg_path.write_text(yaml.safe_dump(registry))
     return reg_path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny networks: intra-op threads only cost time (a lot when other jobs share the cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

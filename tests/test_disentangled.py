@@ -37,13 +37,7 @@ SIDE = 16
 CPU = choose_precision(choose_device("cpu"), "off")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The networks here are tiny: intra-op threads only cost time (a lot when other jobs share the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _method(**over) -> Disentangled:

@@ -29,13 +29,7 @@ TINY = {"iterations": 4, "width": 0.125, "batch_size": 2, "generator": {"ngf": 4
 CPU = choose_precision(choose_device("cpu"), "auto")  # fp32 on the CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The networks are tiny: intra-op threads only cost time."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n: int = 4, side: int = 32, seed: int = 0) -> TrainData:

@@ -4,7 +4,7 @@ import shlex
 
 from snakemake.utils import validate
 
-from xmodseg.methods import available_methods
+from xmodseg.methods import available_methods, get_method
 from xmodseg.registry import load_dataset
 from xmodseg.translation.registry import available_translators
 
@@ -84,6 +84,13 @@ def experiment_inputs(wildcards):
         tr = TRANSLATORS[exp["warm_start"]]
         inputs["warm_start"] = f"results/translators/{DS}/{exp['warm_start']}/seed{tr['seeds'][0]}/model.pt"
     return inputs
+
+
+def train_priority(wildcards):
+    """Adaptation methods (target images, no target labels: SIFA, ...) run for many minutes; start
+    them before the one-minute segmenters so they do not end up alone on the critical path."""
+    needs = get_method(EXPERIMENTS[wildcards.exp]["method"]).needs
+    return 5 if needs.target_images and not needs.target_labels else 0
 
 
 def warm_start_arg(wildcards, input):

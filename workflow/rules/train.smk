@@ -16,6 +16,7 @@ rule train:
         losses="logs/train/{dataset}/{exp}/seed{seed}.jsonl",
     benchmark:
         "results/benchmarks/train/{dataset}/{exp}/seed{seed}.tsv"
+    priority: train_priority
     threads: 2
     resources:
         gpu=1,

@@ -73,7 +73,7 @@ def main() -> None:
         s_it, share = bench(size, params, args.iters, args.amp)
         print(
             f"{scale:5s} sifa {size}x{size} batch {params['batch_size']} width {params['width']}: "
-            f"{s_it:.3f} s/it, data loading {100 * share:.1f}% of a step ({torch.get_num_threads()} threads)"
+            f"{s_it:.3f} s/it, data loading {100 * share:.2f}% of a step ({torch.get_num_threads()} threads)"
         )
 
 

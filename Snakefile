@@ -4,6 +4,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+report: "workflow/report/workflow.rst"
+
 # The default config (config/config.yaml) is set in the workflow profile (profiles/default), so a
 # `--configfile config/<x>.yaml` on the command line replaces it instead of being merged into it.
 

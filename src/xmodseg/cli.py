@@ -108,6 +108,37 @@ def cmd_report(args: argparse.Namespace) -> None:
     build_report(args.metrics, args.out, title=args.title, translation=args.translation, anatomy=args.anatomy)
 
 
+def cmd_dvc_yaml(args: argparse.Namespace) -> None:
+    from xmodseg.dvc_stages import write_dvc_yaml
+
+    changed = write_dvc_yaml(args.configfile, args.out)
+    print(f"{args.out} {'written' if changed else 'unchanged'} for {args.configfile}")
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    from xmodseg.record import record
+
+    done = record(args.repo, configfile=args.configfile, push=not args.no_push, git_commit=not args.no_git_commit, message=args.message)
+    print(f"recorded {done['configfile']}: dvc.lock committed, HTML report {done['report']}"
+          + (", pushed to the DVC remote" if done["pushed"] else "")
+          + (f", git commit {str(done['git_commit'])[:12]}" if done["git_commit"] else ""))
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from xmodseg.record import restore
+
+    restore(args.repo, configfile=args.configfile, pull=not args.no_pull)
+    print("restored: dvc status clean, Snakemake has nothing to do")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from xmodseg.audit import audit, format_result
+
+    result = audit(args.path, repo=args.repo, reinfer=args.reinfer)
+    print(format_result(result))
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xmodseg", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -186,6 +217,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="report folder")
     s.add_argument("--title", default="xmodseg report")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("dvc-yaml", help="write dvc.yaml (one DVC stage per Snakemake target) for a config")
+    s.add_argument("--configfile", default="config/config.yaml")
+    s.add_argument("--out", default="dvc.yaml")
+    s.set_defaults(func=cmd_dvc_yaml)
+
+    s = sub.add_parser("record", help="after a finished Snakemake run: dvc commit, HTML report, dvc push, git commit")
+    s.add_argument("--configfile", default="config/config.yaml", help="the config the run used")
+    s.add_argument("--repo", default=".", help="project root")
+    s.add_argument("--no-push", action="store_true", help="skip `dvc push`")
+    s.add_argument("--no-git-commit", action="store_true", help="leave dvc.lock and metrics staged for your own commit")
+    s.add_argument("-m", "--message", default=None, help="git commit message")
+    s.set_defaults(func=cmd_record)
+
+    s = sub.add_parser("restore", help="on a fresh clone: dvc pull, check dvc status, snakemake --touch")
+    s.add_argument("--configfile", default="config/config.yaml")
+    s.add_argument("--repo", default=".")
+    s.add_argument("--no-pull", action="store_true", help="the files are already in place")
+    s.set_defaults(func=cmd_restore)
+
+    s = sub.add_parser("audit", help="verify the chain behind every reported number; non-zero exit on any mismatch")
+    s.add_argument("path", nargs="?", default="results/report/summary.md",
+                   help="summary.md/summary.csv (whole report), results/metrics/<ds>/<exp>.json, a per-seed metrics.json, or an experiment name")
+    s.add_argument("--repo", default=".")
+    s.add_argument("--reinfer", action="store_true", help="also predict again with each model and compare with the stored predictions")
+    s.set_defaults(func=cmd_audit)
     return p
 
 
@@ -193,11 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        rc = args.func(args)
     except XmodsegError as exc:
         print(f"xmodseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return int(rc or 0)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from xmodseg.atomic import atomic_path, write_json
 from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_pair_geometry, read_image, write_image
+from xmodseg.labels import LabelMapping
 from xmodseg.inference import predict_slices, to_original_grid
 from xmodseg.networks import load_model
 from xmodseg.preprocess.pipeline import MANIFEST, load_manifest
@@ -71,29 +72,28 @@ def evaluate_model(
         pred = predict_slices(net, image, device, batch_size)
         cached_label = np.load(Path(target_cache) / rec["label"])
         best_overlay = _keep_best_slice(best_overlay, rec["case"], image, cached_label, pred)
-        sifa = metrics.per_class_metrics(pred, cached_label, class_names, spacing=(1.0, 1.0, 1.0))
-
         pred_img = to_original_grid(pred, rec, manifest["slice_axis"])
         gt_sha = sha256_file(rec["source_label"])
         if gt_sha != rec["source_label_sha256"]:
             raise InputDataError(f"{rec['source_label']}: ground truth changed since preprocessing (sha256 differs from {target_cache}/manifest.json); rerun preprocessing")
         gt_img = read_image(rec["source_label"], kind="label")
-        check_pair_geometry(gt_img, pred_img, rec["source_label"], "<mapped prediction>")
-        gt = spec.labels.to_indices(sitk.GetArrayFromImage(gt_img), rec["source_label"])
-        ours = metrics.per_class_metrics(sitk.GetArrayFromImage(pred_img), gt, class_names, spacing=tuple(reversed(gt_img.GetSpacing())))
+        scores = score_case(pred, cached_label, pred_img, gt_img, spec.labels, class_names, rec["source_label"])
         pred_path = out_dir / f"{rec['case']}_pred.nii.gz"
         write_image(pred_img, pred_path)
+        grid_path = out_dir / f"{rec['case']}_pred_preprocessed.npz"
+        save_prediction_grid(grid_path, pred)
         cases.append(
             {
                 "case": rec["case"],
                 "prediction": str(pred_path),
                 "prediction_sha256": sha256_file(pred_path),
+                "prediction_preprocessed": str(grid_path),
+                "prediction_preprocessed_sha256": sha256_file(grid_path),
                 "ground_truth": rec["source_label"],
                 "ground_truth_sha256": gt_sha,
-                "dice": _class_table(ours, "dice"),
-                "assd_mm": _class_table(ours, "assd"),
-                "sifa_dice": _class_table(sifa, "dice"),
-                "sifa_assd_vox": _class_table(sifa, "assd"),
+                "ground_truth_preprocessed": str(Path(target_cache) / rec["label"]),
+                "ground_truth_preprocessed_sha256": rec["label_sha256"],
+                **scores,
             }
         )
         log.info("case %s: mean Dice %.3f", rec["case"], float(np.mean(list(cases[-1]["dice"].values()))))
@@ -116,12 +116,52 @@ def evaluate_model(
             model_config_hash=meta.get("config_hash"),
             data_manifest=str(Path(target_cache) / MANIFEST),
             data_manifest_sha256=sha256_file(Path(target_cache) / MANIFEST),
+            labels=label_record(spec.labels),
         ),
     }
     if best_overlay is not None:
         save_overlay(Path(metrics_path).with_name("overlay.npz"), {**best_overlay[1], "slice_axis": manifest["slice_axis"]})
     write_json(metrics_path, result)
     return result
+
+
+def score_case(
+    pred: np.ndarray,
+    cached_label: np.ndarray,
+    pred_img: sitk.Image,
+    gt_img: sitk.Image,
+    labels: LabelMapping,
+    class_names: list[str],
+    gt_source: str,
+) -> dict[str, dict[str, float]]:
+    """Both protocols for one volume. `xmodseg audit` recomputes reported numbers with this same
+    function from the stored predictions, so a value can be checked for exact equality."""
+    check_pair_geometry(gt_img, pred_img, gt_source, "<mapped prediction>")
+    gt = labels.to_indices(sitk.GetArrayFromImage(gt_img), gt_source)
+    ours = metrics.per_class_metrics(sitk.GetArrayFromImage(pred_img), gt, class_names, spacing=tuple(reversed(gt_img.GetSpacing())))
+    sifa = metrics.per_class_metrics(pred, cached_label, class_names, spacing=(1.0, 1.0, 1.0))
+    return {
+        "dice": _class_table(ours, "dice"),
+        "assd_mm": _class_table(ours, "assd"),
+        "sifa_dice": _class_table(sifa, "dice"),
+        "sifa_assd_vox": _class_table(sifa, "assd"),
+    }
+
+
+def label_record(labels: LabelMapping) -> dict[str, Any]:
+    """The raw-value mapping used on the ground truth (recorded so an audit needs no registry)."""
+    return {"classes": list(labels.class_names), "mapping": {str(k): v for k, v in sorted(labels.raw_to_index.items())}, "ignore": sorted(labels.ignore)}
+
+
+def save_prediction_grid(path: Path, pred: np.ndarray) -> None:
+    """The argmax labels on the preprocessed grid (what the SIFA-compatible numbers are computed on)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, prediction=pred)
+
+
+def load_prediction_grid(path: str | os.PathLike[str]) -> np.ndarray:
+    with np.load(path) as data:
+        return data["prediction"]
 
 
 def _keep_best_slice(

@@ -98,17 +98,17 @@ def aggregate_seeds(metrics_files: Sequence[str | os.PathLike[str]], out: str | 
     result: dict[str, Any] = {"experiment": summary["experiment"].iloc[0], "seeds": len(metrics_files)}
     for key in METRIC_KEYS:
         sub = summary[summary["metric"] == key]
-        result[key] = {r["class"]: {"mean": _round(r["mean"]), "std_over_seeds": _round(r["std_over_seeds"])} for _, r in sub.iterrows()}
+        result[key] = {r["class"]: {"mean": round6(r["mean"]), "std_over_seeds": round6(r["std_over_seeds"])} for _, r in sub.iterrows()}
     result["metrics_files"] = [str(p) for p in metrics_files]
     write_json(out, result)
     return result
 
 
-def _round(v: float) -> float | None:
+def round6(v: float) -> float | None:
     return None if math.isnan(v) else round(float(v), 6)
 
 
-def _fmt(mean: float, std: float, n_undefined: int = 0) -> str:
+def format_cell(mean: float, std: float, n_undefined: int = 0) -> str:
     if math.isnan(mean):
         return f"N/A ({n_undefined} undef.)" if n_undefined else "N/A"
     return f"{mean:.3f} ± {std:.3f}"
@@ -126,7 +126,7 @@ def markdown_table(summary: pd.DataFrame, metric: str) -> str:
         for c in classes:
             r = by_cls[c]
             std = r["std_over_seeds"] if n_seeds > 1 else r["volume_std"]
-            cells.append(_fmt(r["mean"], std, int(r["n_undefined"])))
+            cells.append(format_cell(r["mean"], std, int(r["n_undefined"])))
         lines.append(f"| {method} | {source.upper()}→{target.upper()} | {n_seeds} | " + " | ".join(cells) + " |")
     return header + "\n".join(lines) + "\n"
 

@@ -4,9 +4,15 @@ rule evaluate:
         model="results/models/{dataset}/{exp}/seed{seed}/model.pt",
         target=lambda w: cache_dir(EXPERIMENTS[w.exp]["target"]),
     output:
-        metrics="results/evaluation/{dataset}/{exp}/seed{seed}/metrics.json",
+        metrics=report("results/evaluation/{dataset}/{exp}/seed{seed}/metrics.json", caption="../report/seed_metrics.rst", category="Evaluation", subcategory="{exp}"),
         overlay="results/evaluation/{dataset}/{exp}/seed{seed}/overlay.npz",
-        predictions=directory("results/evaluation/{dataset}/{exp}/seed{seed}/predictions"),
+        predictions=report(
+            directory("results/evaluation/{dataset}/{exp}/seed{seed}/predictions"),
+            patterns=["{case}_pred.nii.gz"],
+            caption="../report/predictions.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
     params:
         registry=config["registry"],
         experiment=experiment_record,

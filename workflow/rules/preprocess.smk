@@ -3,7 +3,13 @@ rule preprocess:
     input:
         raw_files,
     output:
-        directory("data/prepared/{dataset}/{modality}"),
+        report(
+            directory("data/prepared/{dataset}/{modality}"),
+            patterns=["manifest.json", "norm_stats.json"],
+            caption="../report/manifest.rst",
+            category="Data",
+            subcategory="{modality}",
+        ),
     params:
         registry=config["registry"],
         cfg=as_arg(config["preprocess"]),

@@ -3,7 +3,7 @@ rule aggregate:
     input:
         lambda w: seed_metrics(w.exp),
     output:
-        "results/metrics/{dataset}/{exp}.json",
+        report("results/metrics/{dataset}/{exp}.json", caption="../report/experiment_metrics.rst", category="Summary", subcategory="{exp}"),
     log:
         "logs/aggregate/{dataset}/{exp}.log",
     benchmark:

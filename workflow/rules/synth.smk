@@ -8,7 +8,7 @@ if DATASET.source.get("kind") == "synthetic":
                 f"synth_{_mod}"
             output:
                 files=[str(p) for c in DATASET.modality(_mod).cases for p in (DATASET.image_path(_mod, c), DATASET.label_path(_mod, c))],
-                card=f"{DATASET.root}/{_mod}/dataset_card.md",
+                card=report(f"{DATASET.root}/{_mod}/dataset_card.md", caption="../report/dataset_card.rst", category="Data", subcategory=_mod),
             params:
                 registry=config["registry"],
                 dataset=DS,

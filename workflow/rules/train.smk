@@ -5,7 +5,7 @@ rule train:
         unpack(experiment_inputs),
     output:
         model="results/models/{dataset}/{exp}/seed{seed}/model.pt",
-        sidecar="results/models/{dataset}/{exp}/seed{seed}/model.json",
+        sidecar=report("results/models/{dataset}/{exp}/seed{seed}/model.json", caption="../report/model_sidecar.rst", category="Models", subcategory="{exp}"),
     params:
         method=lambda w: EXPERIMENTS[w.exp]["method"],
         train=lambda w: as_arg(EXPERIMENTS[w.exp]["train"]),

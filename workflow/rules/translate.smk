@@ -7,8 +7,8 @@ rule translate:
         target=lambda w: cache_dir(TRANSLATORS[w.tname]["target"]),
     output:
         model="results/translators/{dataset}/{tname}/seed{seed}/model.pt",
-        sidecar="results/translators/{dataset}/{tname}/seed{seed}/model.json",
-        quality="results/translators/{dataset}/{tname}/seed{seed}/quality.json",
+        sidecar=report("results/translators/{dataset}/{tname}/seed{seed}/model.json", caption="../report/translator_record.rst", category="Translation", subcategory="{tname}"),
+        quality=report("results/translators/{dataset}/{tname}/seed{seed}/quality.json", caption="../report/translator_record.rst", category="Translation", subcategory="{tname}"),
         preview=report(
             "results/translators/{dataset}/{tname}/seed{seed}/preview.png",
             caption="../report/translation_preview.rst",
@@ -45,7 +45,7 @@ rule translation_check:
         source=lambda w: cache_dir(TRANSLATORS[w.tname]["source"]),
         oracle=lambda w: oracle_model(TRANSLATORS[w.tname]["target"]),
     output:
-        "results/translators/{dataset}/{tname}/seed{seed}/anatomy.json",
+        report("results/translators/{dataset}/{tname}/seed{seed}/anatomy.json", caption="../report/translator_record.rst", category="Translation", subcategory="{tname}"),
     log:
         "logs/translation_check/{dataset}/{tname}/seed{seed}.log",
     benchmark:

@@ -1,0 +1,453 @@
+"""`xmodseg audit`: prove where every reported number came from, or name the link that broke.
+
+For each per-seed metrics file behind a reported number the chain is:
+
+- data: the target cache manifest and the caches the model trained on have the recorded sha256,
+  and every cached array and raw scan they list still has its recorded sha256;
+- model: model.pt has the sha256 recorded by evaluation and by its sidecar (and a warm-start
+  translator, if any, still has its recorded sha256);
+- predictions: every stored prediction (scan grid and preprocessed grid) has its recorded sha256;
+- value: Dice/ASSD recomputed from the stored predictions and ground truth with the evaluation's
+  own function equal the per-case values exactly, and their aggregation equals the per-seed
+  summary, the experiment's metrics file, summary.csv and summary.md as written;
+- dvc.lock: model, sidecar, metrics and report files have the md5 `dvc commit` recorded;
+- git: the recorded commit is an ancestor of HEAD (a dirty workspace at run time is named);
+- reinfer (optional): predicting again with the model reproduces the stored predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xmodseg.dvc_lock import DvcLock
+from xmodseg.errors import InputDataError
+from xmodseg.hashing import sha256_file
+
+METRIC_KEYS = ("dice", "assd_mm", "sifa_dice", "sifa_assd_vox")
+
+
+@dataclass
+class Link:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Row:
+    """One reported number and the verdict on its chain."""
+
+    experiment: str
+    metric: str
+    cls: str
+    reported: str
+    recomputed: str
+    broken: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "ok" if not self.broken else "BROKEN: " + ", ".join(dict.fromkeys(self.broken))
+
+
+@dataclass
+class AuditResult:
+    rows: list[Row]
+    links: dict[str, list[Link]]  # per audited file (seed metrics, experiment metrics, report)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(not r.broken for r in self.rows) and all(lk.ok for ls in self.links.values() for lk in ls)
+
+
+class _Hashes:
+    """sha256 of files, each computed once per audit."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self._memo: dict[Path, str | None] = {}
+
+    def sha(self, path: str | os.PathLike[str]) -> str | None:
+        p = self.repo / path
+        if p not in self._memo:
+            self._memo[p] = sha256_file(p) if p.is_file() else None
+        return self._memo[p]
+
+    def check(self, path: str | os.PathLike[str], expected: str | None, what: str) -> str | None:
+        """None if `path` has sha256 `expected`, else a message naming the file."""
+        actual = self.sha(path)
+        if actual is None:
+            return f"{what} {path} is missing"
+        if expected is None:
+            return f"{what} {path}: no sha256 recorded"
+        if actual != expected:
+            return f"{what} {path}: sha256 {actual[:12]} differs from the record ({expected[:12]})"
+        return None
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputDataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _link(name: str, problems: Sequence[str], ok_detail: str) -> Link:
+    return Link(name, not problems, "; ".join(problems) if problems else ok_detail)
+
+
+# ---- data, model, predictions, git --------------------------------------------------------------
+
+
+def _cache_problems(cache: str, manifest_sha: str | None, hashes: _Hashes, cases: Iterable[str] | None) -> list[str]:
+    """A cache's manifest has its recorded sha256; its arrays and raw scans have theirs."""
+    manifest_path = Path(cache) / "manifest.json"
+    problem = hashes.check(manifest_path, manifest_sha, "data manifest")
+    if problem:
+        return [problem]
+    manifest = _load_json(hashes.repo / manifest_path)
+    wanted = set(cases) if cases is not None else None
+    problems = []
+    for rec in manifest["cases"]:
+        if wanted is not None and rec["case"] not in wanted:
+            continue
+        for key, what in (("image", "cached image"), ("label", "cached label")):
+            if rec.get(key) and rec.get(f"{key}_sha256"):
+                problems.append(hashes.check(Path(cache) / rec[key], rec[f"{key}_sha256"], what))
+        for key, what in (("source_image", "raw image"), ("source_label", "raw label")):
+            if rec.get(key):
+                problems.append(hashes.check(rec[key], rec.get(f"{key}_sha256"), what))
+    translated = manifest.get("translated")
+    if translated:
+        problems.append(hashes.check(translated["model"], translated["model_sha256"], "translator model"))
+    return [p for p in problems if p]
+
+
+def _data_link(metrics: Mapping[str, Any], sidecar: Mapping[str, Any] | None, hashes: _Hashes) -> Link:
+    prov = metrics["provenance"]
+    target_cache = str(Path(prov["data_manifest"]).parent)
+    test_cases = [c["case"] for c in metrics["cases"]]
+    problems = _cache_problems(target_cache, prov.get("data_manifest_sha256"), hashes, test_cases)
+    for case in metrics["cases"]:
+        problems += [p for p in (hashes.check(case["ground_truth"], case.get("ground_truth_sha256"), "ground truth"),) if p]
+    for role, rec in ((sidecar or {}).get("data") or {}).items():
+        if rec:
+            problems += _cache_problems(rec["cache"], rec.get("manifest_sha256"), hashes, rec.get("cases"))
+    return _link("data", list(dict.fromkeys(problems)), f"{target_cache} and the training caches match their manifests")
+
+
+def _model_link(metrics: Mapping[str, Any], sidecar: Mapping[str, Any] | None, hashes: _Hashes) -> Link:
+    prov = metrics["provenance"]
+    model = prov["model"]
+    problems = [p for p in (hashes.check(model, prov.get("model_sha256"), "model"),) if p]
+    if sidecar is None:
+        problems.append(f"model sidecar {Path(model).with_suffix('.json')} is missing")
+    else:
+        if sidecar.get("model_sha256") != prov.get("model_sha256"):
+            problems.append(f"model sidecar records sha256 {str(sidecar.get('model_sha256'))[:12]}, evaluation used {str(prov.get('model_sha256'))[:12]}")
+        warm = sidecar.get("warm_start")
+        if warm:
+            problems += [p for p in (hashes.check(warm["model"], warm["sha256"], "warm-start model"),) if p]
+    return _link("model", problems, f"{model} sha256 {str(prov.get('model_sha256'))[:12]}")
+
+
+def _predictions_link(metrics: Mapping[str, Any], hashes: _Hashes) -> Link:
+    problems = []
+    for case in metrics["cases"]:
+        problems.append(hashes.check(case["prediction"], case.get("prediction_sha256"), "prediction"))
+        if "prediction_preprocessed" not in case:
+            problems.append(f"case {case['case']}: no preprocessed-grid prediction stored (evaluated by an older version; rerun evaluate)")
+            continue
+        problems.append(hashes.check(case["prediction_preprocessed"], case.get("prediction_preprocessed_sha256"), "prediction"))
+        problems.append(hashes.check(case["ground_truth_preprocessed"], case.get("ground_truth_preprocessed_sha256"), "cached ground truth"))
+    problems = [p for p in problems if p]
+    return _link("predictions", problems, f"{len(metrics['cases'])} cases")
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+
+
+def _git_link(records: Sequence[Mapping[str, Any]], repo: Path) -> Link:
+    problems, notes = [], []
+    for git in {json.dumps(r, sort_keys=True): r for r in records if r}.values():
+        commit = git.get("commit")
+        if not commit:
+            problems.append("no git commit recorded (run outside a git checkout)")
+            continue
+        if _git(repo, "merge-base", "--is-ancestor", commit, "HEAD").returncode != 0:
+            problems.append(f"recorded commit {commit[:12]} is not an ancestor of HEAD")
+            continue
+        notes.append(f"{commit[:12]}{' (workspace was dirty at run time)' if git.get('dirty') else ''}")
+    return _link("git", problems, ", ".join(notes) or "no record")
+
+
+def _reinfer_link(metrics: Mapping[str, Any], repo: Path) -> Link:
+    """Predict every test volume again with the stored model; compare voxel by voxel."""
+    import SimpleITK as sitk
+
+    from xmodseg.evaluate import load_prediction_grid
+    from xmodseg.inference import predict_slices, to_original_grid
+    from xmodseg.networks import load_model
+    from xmodseg.training.device import choose_device
+
+    prov = metrics["provenance"]
+    device = choose_device("auto")
+    net, _ = load_model(str(repo / prov["model"]), device)
+    cache = repo / Path(prov["data_manifest"]).parent
+    manifest = _load_json(cache / "manifest.json")
+    records = {r["case"]: r for r in manifest["cases"]}
+    problems = []
+    for case in metrics["cases"]:
+        rec = records[case["case"]]
+        pred = predict_slices(net, np.load(cache / rec["image"], mmap_mode="r"), device)
+        if "prediction_preprocessed" in case and not np.array_equal(pred, load_prediction_grid(repo / case["prediction_preprocessed"])):
+            problems.append(f"case {case['case']}: re-inferred prediction differs from {case['prediction_preprocessed']}")
+        stored = sitk.GetArrayFromImage(sitk.ReadImage(str(repo / case["prediction"])))
+        if not np.array_equal(sitk.GetArrayFromImage(to_original_grid(pred, rec, manifest["slice_axis"])), stored):
+            problems.append(f"case {case['case']}: re-inferred prediction differs from {case['prediction']}")
+    return _link("reinfer", problems, f"{len(metrics['cases'])} volumes re-predicted identically on {device}")
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    fa, fb = float(a), float(b)
+    return (math.isnan(fa) and math.isnan(fb)) or fa == fb
+
+
+def _recompute_cases(metrics: Mapping[str, Any], repo: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-case values recomputed from the stored predictions and ground truth."""
+    from xmodseg.evaluate import load_prediction_grid, score_case
+    from xmodseg.imageio import read_image
+    from xmodseg.labels import LabelMapping
+
+    labels_rec = metrics["provenance"]["labels"]
+    labels = LabelMapping.from_config(labels_rec["classes"], labels_rec["mapping"], labels_rec["ignore"])
+    class_names = list(labels.class_names)
+    out, problems = [], []
+    for case in metrics["cases"]:
+        try:
+            pred = load_prediction_grid(repo / case["prediction_preprocessed"])
+            cached_label = np.load(repo / case["ground_truth_preprocessed"])
+            pred_img = read_image(repo / case["prediction"], kind="label")
+            gt_img = read_image(repo / case["ground_truth"], kind="label")
+            scores = score_case(pred, cached_label, pred_img, gt_img, labels, class_names, case["ground_truth"])
+        except (OSError, KeyError, ValueError, InputDataError, RuntimeError) as exc:
+            problems.append(f"case {case['case']}: cannot recompute ({exc})")
+            return [], problems
+        out.append({**case, **scores})
+    return out, problems
+
+
+def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[dict[str, Any] | None, list[tuple[str, str, str]]]:
+    """The metrics document rebuilt from recomputed cases, and (metric, class, message) mismatches
+    against what the file states (per case and per-seed summary)."""
+    from xmodseg.evaluate import summarise_cases
+
+    cases, problems = _recompute_cases(metrics, repo)
+    if problems:
+        return None, [(m, "*", p) for m in METRIC_KEYS for p in problems]
+    mismatches = []
+    fg = metrics["class_names"]
+    for stored, new in zip(metrics["cases"], cases, strict=True):
+        for key in METRIC_KEYS:
+            for cls in fg:
+                if not _same(stored[key][cls], new[key][cls]):
+                    mismatches.append((key, cls, f"value: {path} case {stored['case']} {key} {cls} states {stored[key][cls]}, recomputed {new[key][cls]}"))
+    summary = {key: summarise_cases(cases, key, fg) for key in METRIC_KEYS}
+    for key in METRIC_KEYS:
+        for cls, stats in summary[key].items():
+            stated = metrics["summary"][key][cls]
+            for stat in ("mean", "std"):
+                if not _same(stated[stat], stats[stat]):
+                    mismatches.append((key, cls, f"value: {path} summary {key} {cls} {stat} states {stated[stat]}, recomputed {stats[stat]}"))
+    return {**metrics, "cases": cases, "summary": summary, "_path": path}, mismatches
+
+
+# ---- the audit ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    """What PATH points at: the seed metrics files, and the files that state aggregated numbers."""
+
+    seed_files: list[str]
+    experiment_files: list[str] = field(default_factory=list)
+    report_dir: Path | None = None
+
+
+def resolve_target(path: str, repo: Path) -> _Target:
+    p = Path(path)
+    full = repo / p
+    if full.is_dir() and (full / "summary.csv").is_file():
+        p, full = p / "summary.csv", full / "summary.csv"
+    if full.name in ("summary.csv", "summary.md") and full.is_file():
+        csv = pd.read_csv(full.with_name("summary.csv"), dtype=str, keep_default_na=False)
+        seeds = list(dict.fromkeys(f for fs in csv["metrics_files"] for f in fs.split(";")))
+        experiments = list(dict.fromkeys(csv["experiment"]))
+        dataset = Path(seeds[0]).parts[2] if seeds else ""
+        exp_files = [f"results/metrics/{dataset}/{e}.json" for e in experiments]
+        return _Target(seeds, [f for f in exp_files if (repo / f).is_file()], full.parent)
+    if full.is_file() and full.suffix == ".json":
+        doc = _load_json(full)
+        if "metrics_files" in doc:
+            return _Target(list(doc["metrics_files"]), [p.as_posix()])
+        if "cases" in doc and "provenance" in doc:
+            return _Target([p.as_posix()])
+        raise InputDataError(f"{p}: neither an experiment metrics file nor a per-seed metrics.json")
+    matches = sorted((repo / "results" / "metrics").glob(f"*/{path}.json"))
+    if len(matches) == 1:
+        rel = matches[0].relative_to(repo).as_posix()
+        return _Target(list(_load_json(matches[0])["metrics_files"]), [rel])
+    raise InputDataError(f"{path}: not a report (summary.md/csv), a metrics file, or a known experiment name")
+
+
+def _fmt6(v: float) -> str:
+    return "" if math.isnan(v) else f"{v:.6f}"
+
+
+def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """{(section title, method label, direction): {class: cell}} of the summary's tables."""
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    section, header = "", []
+    for line in md.splitlines():
+        if line.startswith("## "):
+            section, header = line[3:].strip(), []
+        elif line.startswith("|") and not line.startswith("|---"):
+            parts = [c.strip() for c in line.strip().strip("|").split("|")]
+            if parts[:2] == ["method", "direction"]:
+                header = parts
+            elif header and len(parts) == len(header):
+                cells[(section, parts[0], parts[1])] = dict(zip(header[3:], parts[3:], strict=True))
+    return cells
+
+
+def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = False) -> AuditResult:
+    from xmodseg.report import METRIC_KEYS as TITLES
+    from xmodseg.report import format_cell, long_table, round6, seed_summary
+
+    root = Path(repo)
+    target = resolve_target(path, root)
+    hashes = _Hashes(root)
+    lock = DvcLock(root)
+    links: dict[str, list[Link]] = {}
+    docs: list[dict[str, Any]] = []
+    bad_values: dict[tuple[str, str, str], list[str]] = {}
+    broken_by_exp: dict[str, list[str]] = {}
+
+    for f in target.seed_files:
+        metrics = _load_json(root / f)
+        exp = metrics["experiment"]["name"]
+        sidecar_path = root / Path(metrics["provenance"]["model"]).with_suffix(".json")
+        sidecar = _load_json(sidecar_path) if sidecar_path.is_file() else None
+        seed_links = [_data_link(metrics, sidecar, hashes), _model_link(metrics, sidecar, hashes), _predictions_link(metrics, hashes)]
+        lock_checks = [lock.check(metrics["provenance"]["model"]), lock.check(Path(metrics["provenance"]["model"]).with_suffix(".json")), lock.check(f)]
+        seed_links.append(_link("dvc.lock", [m for ok, m in lock_checks if not ok], f"model, sidecar and {Path(f).name} match"))
+        seed_links.append(_git_link([metrics["provenance"].get("git"), ((sidecar or {}).get("provenance") or {}).get("git")], root))
+        if reinfer:
+            seed_links.append(_reinfer_link(metrics, root))
+        doc, mismatches = _recomputed_doc(metrics, f, root)
+        value_problems = [m for _, _, m in mismatches]
+        seed_links.append(_link("value", list(dict.fromkeys(value_problems)), "per-case values and summary recomputed exactly"))
+        for key, cls, msg in mismatches:
+            bad_values.setdefault((exp, key, cls), []).append("value")
+        links[f] = seed_links
+        broken_by_exp.setdefault(exp, []).extend(lk.name for lk in seed_links if not lk.ok and lk.name != "value")
+        if doc is not None:
+            docs.append(doc)
+    if not docs:
+        return AuditResult([], links)
+
+    summary = seed_summary(long_table(docs))
+
+    for f in target.experiment_files:
+        agg = _load_json(root / f)
+        exp = agg["experiment"]
+        ok, msg = lock.check(f)
+        exp_links = [_link("dvc.lock", [] if ok else [msg], msg)]
+        problems = []
+        for _, r in summary[summary["experiment"] == exp].iterrows():
+            stated = agg.get(r["metric"], {}).get(r["class"], {})
+            for stat, value in (("mean", r["mean"]), ("std_over_seeds", r["std_over_seeds"])):
+                if not _same(stated.get(stat), round6(value)):
+                    problems.append(f"value: {f} {r['metric']} {r['class']} {stat} states {stated.get(stat)}, recomputed {round6(value)}")
+                    bad_values.setdefault((exp, r["metric"], r["class"]), []).append("value")
+        exp_links.append(_link("value", problems, "mean and std over seeds recomputed exactly"))
+        links[f] = exp_links
+        broken_by_exp.setdefault(exp, []).extend(lk.name for lk in exp_links if not lk.ok and lk.name != "value")
+
+    reported: dict[tuple[str, str, str], str] = {}
+    if target.report_dir is not None:
+        csv_path, md_path = target.report_dir / "summary.csv", target.report_dir / "summary.md"
+        rel = lambda p: os.path.relpath(p, root)  # noqa: E731
+        csv = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        stated_csv = {(r["experiment"], r["metric"], r["class"]): r for _, r in csv.iterrows()}
+        md_cells = _parse_markdown(md_path.read_text()) if md_path.is_file() else {}
+        report_problems = []
+        for _, r in summary.iterrows():
+            key = (r["experiment"], r["metric"], r["class"])
+            row = stated_csv.get(key)
+            if row is None or row["mean"] != _fmt6(r["mean"]) or row["std_over_seeds"] != _fmt6(r["std_over_seeds"]):
+                report_problems.append(f"value: {rel(csv_path)} {' '.join(key)} states {None if row is None else row['mean']}, recomputed {_fmt6(r['mean'])}")
+                bad_values.setdefault(key, []).append("value")
+            std = r["std_over_seeds"] if r["n_seeds"] > 1 else r["volume_std"]
+            expected_cell = format_cell(r["mean"], std, int(r["n_undefined"]))
+            direction = f"{r['source'].upper()}→{r['target'].upper()}"
+            cell = md_cells.get((TITLES[r["metric"]], r["method"], direction), {}).get(r["class"])
+            if cell != expected_cell:
+                report_problems.append(f"value: {rel(md_path)} {TITLES[r['metric']]} {r['method']} {direction} {r['class']} states {cell!r}, recomputed {expected_cell!r}")
+                bad_values.setdefault(key, []).append("value")
+            reported[key] = row["mean"] if row is not None else "missing"
+        lock_problems = [m for ok, m in (lock.check(rel(csv_path)), lock.check(rel(md_path))) if not ok]
+        links[rel(csv_path)] = [
+            _link("dvc.lock", lock_problems, "summary.csv and summary.md match"),
+            _link("value", report_problems, "every table cell recomputed exactly"),
+        ]
+        for exp in summary["experiment"].unique():
+            broken_by_exp.setdefault(exp, []).extend(["dvc.lock"] if lock_problems else [])
+
+    if not reported:
+        exp_docs = {_load_json(root / f)["experiment"]: _load_json(root / f) for f in target.experiment_files}
+        stated_seed = seed_summary(long_table([{**_load_json(root / f), "_path": f} for f in target.seed_files]))
+        for _, r in stated_seed.iterrows():
+            key = (r["experiment"], r["metric"], r["class"])
+            if r["experiment"] in exp_docs:
+                value = exp_docs[r["experiment"]].get(r["metric"], {}).get(r["class"], {}).get("mean")
+                reported[key] = "" if value is None else _fmt6(float(value))
+            else:
+                reported[key] = _fmt6(r["mean"])
+    rows = []
+    for _, r in summary.iterrows():
+        key = (r["experiment"], r["metric"], r["class"])
+        broken = broken_by_exp.get(r["experiment"], []) + bad_values.get(key, [])
+        rows.append(Row(r["experiment"], r["metric"], r["class"], reported.get(key, "missing"), _fmt6(r["mean"]), broken))
+    return AuditResult(rows, links)
+
+
+def format_result(result: AuditResult) -> str:
+    """Chain table per audited file, then one row per reported number."""
+    lines = ["## Chain", "", "| file | link | status | detail |", "|---|---|---|---|"]
+    for f, ls in result.links.items():
+        for lk in ls:
+            lines.append(f"| {f} | {lk.name} | {'ok' if lk.ok else 'BROKEN'} | {lk.detail} |")
+    lines += ["", "## Reported numbers", "", "| experiment | metric | class | reported | recomputed | status |", "|---|---|---|---|---|---|"]
+    for r in result.rows:
+        lines.append(f"| {r.experiment} | {r.metric} | {r.cls} | {r.reported} | {r.recomputed} | {r.status} |")
+    n_bad = sum(1 for r in result.rows if r.broken)
+    lines += ["", f"{len(result.rows)} numbers, {len(result.rows) - n_bad} ok, {n_bad} broken: {'PASS' if result.ok else 'FAIL'}"]
+    return "\n".join(lines)

@@ -12,13 +12,15 @@ CORES  ?= all
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint dryrun clean-results
+.PHONY: install demo test lint dryrun clean-results
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]" $(TORCH)
 	touch $@
+
+install: $(BIN)/.installed  ## only create .venv and install (e.g. before `xmodseg restore` on a fresh clone)
 
 demo: $(BIN)/.installed  ## run the whole pipeline on the synthetic default; ends with results/report/
 	$(BIN)/snakemake --cores $(CORES)

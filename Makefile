@@ -9,6 +9,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 CORES  ?= all
+# The SLURM executor plugin only where SLURM's client tools are (it costs every snakemake call a
+# query to the controller): `make install EXTRAS=dev` to leave it out, EXTRAS=dev,slurm to force it.
+EXTRAS ?= dev$(if $(shell command -v sinfo 2>/dev/null),$(comma)slurm)
+comma  := ,
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -17,7 +21,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]" $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" $(TORCH)
 	touch $@
 
 install: $(BIN)/.installed  ## only create .venv and install (e.g. before `xmodseg restore` on a fresh clone)

@@ -18,8 +18,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Seconds-long bookkeeping runs on the submit host, not as cluster jobs.
 localrules:
     all,
+    aggregate,
+    report,
 
 
 rule all:

@@ -85,3 +85,57 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+TINY_PHANTOM = {
+    "ct_spacing_mm": [2.5, 2.5, 2.5],
+    "ct_fov_mm": [170.0, 170.0, 160.0],
+    "mr_spacing_mm": [3.0, 3.0, 6.0],
+    "mr_fov_mm": [190.0, 180.0, 168.0],
+}
+
+
+def make_tiny_project(dest: Path, config: dict, name: str = "tiny.yaml", extra: tuple[str, ...] = ()) -> Path:
+    """A copy of the workflow with a 3-case synthetic data set (`tiny_synth`) and `config/<name>`."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for item in ("Snakefile", "workflow", "config", "envs", "profiles", *extra):
+        src = REPO / item
+        (shutil.copytree(src, dest / item, ignore=ignore) if src.is_dir() else shutil.copy(src, dest / item))
+    registry = yaml.safe_load((REPO / "config" / "datasets.yaml").read_text())
+    entry = registry["datasets"]["synthetic"]
+    entry["root"] = "data/raw/tiny_synth"
+    entry["source"]["params"] = TINY_PHANTOM
+    for mod in entry["modalities"].values():
+        mod["cases"], mod["test"] = "1001-1003", [1003]
+    (dest / "config" / "tiny_datasets.yaml").write_text(yaml.safe_dump({"datasets": {"tiny_synth": entry}}))
+    (dest / "config" / name).write_text(yaml.safe_dump({"registry": "config/tiny_datasets.yaml", "dataset": "tiny_synth", **config}))
+    return dest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_controller():
+    """Keep single-node SLURM up for the whole session where it can run (tests/slurm_cluster.py):
+    with SLURM's client tools installed, every Snakemake start asks the controller for its config
+    (the executor plugin) and stalls ~10 s when none answers. Yields None, or why SLURM is off."""
+    from tests import slurm_cluster
+
+    reason = slurm_cluster.unavailable_reason()
+    if reason is not None:
+        yield reason
+        return
+    slurm_cluster.start()
+    try:
+        yield None
+    finally:
+        slurm_cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def gpu_local_run(tmp_path_factory) -> Path:
+    """The tiny GPU workflow run locally with --resources gpu=2 (shared by the GPU and SLURM tests)."""
+    from tests.gpu_workflow import run_local
+
+    return run_local(tmp_path_factory.mktemp("gpu") / "project")

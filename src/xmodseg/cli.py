@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", required=True, help="metrics.json to write")
     s.add_argument("--experiment", type=_json_arg, default={}, help="resolved experiment config (recorded)")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--gpu", type=int, default=0, help="GPUs the rule declared (>0: lease one, see xmodseg.gpu_lease)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("aggregate", help="combine the seeds of one experiment into one metrics file")
@@ -246,10 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+GPU_COMMANDS = ("train", "translate")  # their rules always declare gpu=1; evaluate only with --gpu 1
+
+
+def _lease_gpu(args: argparse.Namespace) -> None:
+    """Pick this job's GPU before anything initialises CUDA (see xmodseg.gpu_lease)."""
+    if args.command in GPU_COMMANDS or getattr(args, "gpu", 0) > 0:
+        import atexit
+
+        from xmodseg import gpu_lease
+
+        gpu_lease.acquire()
+        atexit.register(gpu_lease.release)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        _lease_gpu(args)
         rc = args.func(args)
     except XmodsegError as exc:
         print(f"xmodseg {args.command}: error: {exc}", file=sys.stderr)

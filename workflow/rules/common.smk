@@ -1,5 +1,6 @@
 # Config validation and the small input/params functions the rules use (no logic beyond lookup).
 import json
+import os
 import shlex
 
 from snakemake.utils import validate
@@ -45,6 +46,21 @@ for _name, _tr in TRANSLATORS.items():
         raise ValueError(f"translators.{_name}.translator: '{_tr['translator']}' is not one of {available_translators()}")
     for _role in ("source", "target"):
         DATASET.modality(_tr[_role])
+
+
+def gpu_slots():
+    """The N of `--resources gpu=N` (None without it). GPU jobs lease one of N device slots
+    (xmodseg.gpu_lease), so the GPU count is stated once, on Snakemake's command line or profile.
+    `workflow.global_resources` is Snakemake's parsed resource table (checked on 9.27)."""
+    res = getattr(workflow, "global_resources", {}).get("gpu")
+    value = getattr(res, "value", res)
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+if gpu_slots():
+    os.environ["XMODSEG_GPU_SLOTS"] = str(gpu_slots())  # inherited by local jobs only
+else:
+    os.environ.pop("XMODSEG_GPU_SLOTS", None)
 
 
 wildcard_constraints:

@@ -23,10 +23,12 @@ rule evaluate:
         "results/benchmarks/evaluate/{dataset}/{exp}/seed{seed}.tsv"
     threads: 2
     resources:
+        gpu=int(config.get("evaluation", {}).get("gpu", False)),
         mem_mb=4000,
+        runtime=30,
     conda:
         ENV
     shell:
         "OMP_NUM_THREADS={threads} xmodseg evaluate --registry {params.registry} --dataset {wildcards.dataset} "
         "--model {input.model} --target-cache {input.target} --predictions {output.predictions} "
-        "--metrics {output.metrics} --experiment {params.experiment} --batch-size {params.batch_size} > {log} 2>&1"
+        "--metrics {output.metrics} --experiment {params.experiment} --batch-size {params.batch_size} --gpu {resources.gpu} > {log} 2>&1"

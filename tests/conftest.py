@@ -126,11 +126,12 @@ def slurm_controller():
     if reason is not None:
         yield reason
         return
-    slurm_cluster.start()
+    started = slurm_cluster.start()
     try:
         yield None
     finally:
-        slurm_cluster.stop()
+        if started:  # daemons another session started are that session's to stop
+            slurm_cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,18 @@ def stop() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def start(timeout: float = 60) -> None:
+def running() -> bool:
+    """Our daemons are up and the node is idle (e.g. started by another test session)."""
+    if not all(_alive(PIDS[n]) for n in PIDS) or not CONF.exists() or MARKER not in CONF.read_text():
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() in ("idle", "mixed", "allocated")
+
+
+def start(timeout: float = 60) -> bool:
+    """Start the daemons; False if ours were already running (then leave them to their owner)."""
+    if running():
+        return False
     host = socket.gethostname().split(".")[0]
     stop()  # leftovers of an interrupted session
     for d in ("/var/lib/slurm/slurmctld", "/var/lib/slurm/slurmd", "/var/log/slurm", "/run/munge"):
@@ -117,7 +128,7 @@ def start(timeout: float = 60) -> None:
         out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
         state = out.stdout.strip()
         if state == "idle":
-            return
+            return True
         if state in ("down", "drained", "inval"):
             subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=False)
         time.sleep(0.5)

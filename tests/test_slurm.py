@@ -40,7 +40,7 @@ def test_jobs_ran_as_slurm_jobs(slurm_run):
     assert len(by_rule.get("rule_preprocess", [])) == 2
     ids = [i for v in by_rule.values() for i in v]
     assert len(ids) == len(set(ids))  # one SLURM job id per job
-    assert "SLURM run ID" in output or "sbatch" in output.lower() or "Job" in output
+    assert re.search(r"submitted with SLURM jobid \d+", output)
 
 
 def test_gpu_jobs_got_devices_from_slurm_and_at_most_two_overlapped(slurm_run):
@@ -48,8 +48,8 @@ def test_gpu_jobs_got_devices_from_slurm_and_at_most_two_overlapped(slurm_run):
     iv = gpu_intervals(wd)
     assert len(iv) == 4 and all(how == "scheduler" for *_, how in iv.values()), iv
     assert {cvd for _, _, cvd, _ in iv.values()} <= {"0", "1"}
-    assert max_overlap(iv.values()) <= 2
-    check_distinct_devices(iv)
+    assert max_overlap(iv.values()) == 2  # two fake GPUs: never three, and SLURM did run two at once
+    assert check_distinct_devices(iv) >= 1
 
 
 def test_results_equal_a_local_run(slurm_run, gpu_local_run):

@@ -1,0 +1,1 @@
+"""Getting real data sets into the registry layout: downloads, archive extraction and importers."""

@@ -1,0 +1,128 @@
+"""HTTP(S) downloads that resume, retry, verify and never leave a corrupt file under its final name.
+
+The bytes go to `<dest>.partial`; an interrupted transfer continues from there with a Range request
+(a server that ignores Range restarts it). Only a file whose sha256 matches the registry is renamed
+onto `dest`; a mismatch removes the partial file and stops with both hashes and the URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from xmodseg.errors import InputDataError, XmodsegError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+RETRYABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+class DownloadError(XmodsegError):
+    """A download failed for good (after retries) or was refused before starting."""
+
+
+class ChecksumMismatch(InputDataError):
+    """The downloaded bytes are not the registry's file."""
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".partial")
+
+
+def check_free_space(folder: Path, needed: int, margin: float = 1.05) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed * margin > free:
+        raise DownloadError(f"{folder}: {needed / 1e9:.2f} GB needed (+5 %), only {free / 1e9:.2f} GB free")
+
+
+def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
+    req = urllib.request.Request(url, headers={"User-Agent": "xmodseg-downloader", **({"Range": f"bytes={start}-"} if start else {})})
+    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URLs come from the registry
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    sha256: str | None,
+    *,
+    size: int | None = None,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Fetch `url` to `dest` (skipped when `dest` already has `sha256`). `sha256=None` is allowed
+    only for files whose hash the registry does not know yet: the hash is then logged."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and sha256 and sha256_of(dest) == sha256:
+        log.info("%s: present, sha256 ok", dest)
+        return dest
+    part = partial_path(dest)
+    attempt = 0
+    while True:
+        start = part.stat().st_size if part.exists() else 0
+        try:
+            _transfer(url, part, start, size, timeout, progress)
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and start:  # nothing left to send: the partial file may be complete
+                break
+            if exc.code not in RETRYABLE_HTTP or attempt >= retries:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
+            if isinstance(exc, DownloadError):
+                raise
+            if attempt >= retries:
+                raise DownloadError(f"{url}: failed after {retries + 1} attempts ({exc}); {part} is kept, rerun to resume") from None
+        attempt += 1
+        wait = backoff * 2 ** (attempt - 1)
+        log.warning("%s: attempt %d failed; retrying in %.1f s from byte %d", url, attempt, wait, part.stat().st_size if part.exists() else 0)
+        time.sleep(wait)
+    actual = sha256_of(part)
+    if sha256 is None:
+        log.warning("%s: no sha256 in the registry; downloaded file has sha256 %s (add it to the registry)", url, actual)
+    elif actual != sha256:
+        part.unlink()
+        raise ChecksumMismatch(f"{url}: sha256 {actual} does not match the registry's {sha256}; the download was removed (nothing written to {dest})")
+    os.replace(part, dest)
+    return dest
+
+
+def _transfer(url: str, part: Path, start: int, size: int | None, timeout: float, progress: bool) -> None:
+    with _open(url, start, timeout) as resp:
+        status = getattr(resp, "status", 200)
+        if start and status != 206:
+            log.info("%s: server ignored the Range request; restarting", url)
+            start = 0
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length is not None else size
+        if total:
+            check_free_space(part.parent, total - start)
+        mode = "ab" if start else "wb"
+        received = 0
+        with open(part, mode) as fh, tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.name[:-8], disable=not progress, mininterval=2.0) as bar:
+            while block := resp.read(CHUNK):
+                fh.write(block)
+                received += len(block)
+                bar.update(len(block))
+        if length is not None and received < int(length):
+            raise http.client.IncompleteRead(b"", int(length) - received)

@@ -1,0 +1,100 @@
+"""Import scans and labels from any folder layout into the registry's layout, checked.
+
+One importer covers the NIfTI-based sources: MM-WHS 2017 (`ct_train/ct_train_{case}_image.nii.gz`),
+BTCV (`img/img{case}.nii.gz`, `label/label{case}.nii.gz`), the Medical Segmentation Decathlon
+(`imagesTr/{case}.nii.gz`, `labelsTr/{case}.nii.gz`) and a user's own folder. The source layout is
+given as two patterns with `{case}`; any format SimpleITK reads (.nii, .nii.gz, .nrrd, .mha, ...)
+is accepted. Each image/label pair must share its geometry and every label value must be in the
+registry's mapping (or `ignore`), so a wrong file or label convention stops the import with the
+file named instead of surfacing later as a bad Dice. Files are written as .nii.gz with their
+geometry unchanged, atomically, plus `import_manifest.json` (source and output sha256).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from xmodseg.atomic import write_json
+from xmodseg.errors import InputDataError
+from xmodseg.hashing import sha256_file
+from xmodseg.imageio import check_pair_geometry, write_image
+from xmodseg.registry import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+
+def _read(path: Path, kind: str) -> sitk.Image:
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputDataError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
+    if img.GetDimension() != 3:
+        raise InputDataError(f"{path}: {img.GetDimension()}-D {kind}, expected a 3-D volume")
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputDataError(f"{path}: {kind} has {img.GetNumberOfComponentsPerPixel()} components per voxel, expected 1")
+    return img
+
+
+def import_case(image_src: Path, label_src: Path, image_dst: Path, label_dst: Path, spec: DatasetSpec) -> dict[str, Any]:
+    for p in (image_src, label_src):
+        if not p.is_file():
+            raise InputDataError(f"{p}: not found")
+    image = _read(image_src, "image")
+    label = _read(label_src, "label")
+    check_pair_geometry(image, label, str(image_src), str(label_src))
+    arr = sitk.GetArrayViewFromImage(label)
+    if not np.issubdtype(arr.dtype, np.integer) and not np.all(np.mod(arr, 1) == 0):
+        raise InputDataError(f"{label_src}: non-integer label values")
+    spec.labels.to_indices(np.asarray(arr), label_src)  # raises naming unknown label values
+    write_image(image, image_dst)
+    if not np.issubdtype(arr.dtype, np.integer):
+        label = sitk.Cast(label, sitk.sitkInt16)
+    write_image(label, label_dst)
+    return {
+        "image_source": str(image_src),
+        "label_source": str(label_src),
+        "image_source_sha256": sha256_file(image_src),
+        "label_source_sha256": sha256_file(label_src),
+        "image": str(image_dst),
+        "label": str(label_dst),
+        "image_sha256": sha256_file(image_dst),
+        "label_sha256": sha256_file(label_dst),
+    }
+
+
+def import_folder(
+    spec: DatasetSpec,
+    modality: str,
+    source_dir: str | os.PathLike[str],
+    layout: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """Import every registry case of `modality` from `source_dir` laid out as `layout`
+    ({"image": "<pattern with {case}>", "label": ...}); returns the per-case records."""
+    src = Path(source_dir)
+    if not src.is_dir():
+        raise InputDataError(f"{src}: import folder not found")
+    mod = spec.modality(modality)
+    missing = [c for c in mod.cases if not (src / layout["image"].format(case=c, modality=modality)).is_file()]
+    if missing:
+        example = src / layout["image"].format(case=missing[0], modality=modality)
+        raise InputDataError(f"{src}: {len(missing)} of {len(mod.cases)} cases of '{modality}' are missing (e.g. {example}); check the layout patterns and case ids in the registry")
+    records = []
+    for case in mod.cases:
+        rec = import_case(
+            src / layout["image"].format(case=case, modality=modality),
+            src / layout["label"].format(case=case, modality=modality),
+            spec.image_path(modality, case),
+            spec.label_path(modality, case),
+            spec,
+        )
+        records.append({"case": case, **rec})
+        log.info("imported %s case %s", modality, case)
+    write_json(spec.root / modality / "import_manifest.json", {"dataset": spec.name, "modality": modality, "source": str(src), "layout": dict(layout), "cases": records})
+    return records

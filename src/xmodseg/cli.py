@@ -40,6 +40,25 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     preprocess_modality(_dataset(args), args.modality, PreprocessConfig.from_dict(args.params), args.out)
 
 
+def cmd_fetch_source(args: argparse.Namespace) -> None:
+    from xmodseg.datasets.fetch import prepare_source
+
+    prepare_source(_dataset(args), args.modality, args.downloads, args.marker, args.path or None)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from xmodseg.datasets.fetch import import_modality
+
+    import_modality(_dataset(args), args.modality, args.marker)
+
+
+def cmd_tfrecords(args: argparse.Namespace) -> None:
+    from xmodseg.datasets.tfrecord import tfrecords_to_cache
+
+    files = sorted(str(p) for pattern in args.files for p in __import__("glob").glob(pattern)) or args.files
+    tfrecords_to_cache(files, args.out, dataset=args.dataset, modality=args.modality, slices_per_case=args.slices_per_case)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from xmodseg.training.run import train_experiment
 
@@ -105,7 +124,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from xmodseg.report import build_report
 
-    build_report(args.metrics, args.out, title=args.title, translation=args.translation, anatomy=args.anatomy)
+    build_report(args.metrics, args.out, title=args.title, translation=args.translation, anatomy=args.anatomy, reference=args.reference)
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -152,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("fetch-source", help="download (resumable, verified) or locate one modality's source files")
+    with_dataset(s)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--downloads", required=True, help="folder for downloads and extracted archives")
+    s.add_argument("--marker", required=True, help="JSON to write: where the files are, their checksums")
+    s.add_argument("--path", default="", help="registration-gated data: your archive or folder")
+    s.set_defaults(func=cmd_fetch_source)
+
+    s = sub.add_parser("import", help="convert one modality into the registry layout (NIfTI, checked labels)")
+    with_dataset(s)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--marker", required=True, help="the fetch-source JSON")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("tfrecords", help="SIFA/PnP-AdaNet *.tfrecords -> a training slice cache (no TensorFlow)")
+    s.add_argument("--files", nargs="+", required=True, help="tfrecord files or glob patterns")
+    s.add_argument("--out", required=True, help="cache folder to write")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--modality", required=True, choices=["mr", "ct"])
+    s.add_argument("--slices-per-case", type=int, default=600)
+    s.set_defaults(func=cmd_tfrecords)
 
     s = sub.add_parser("preprocess", help="resample, crop, normalise and cache one modality")
     with_dataset(s)
@@ -217,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anatomy", nargs="*", default=[], help="translators' anatomy.json files")
     s.add_argument("--out", required=True, help="report folder")
     s.add_argument("--title", default="xmodseg report")
+    s.add_argument("--reference", type=_json_arg, default=None, help="published numbers to compare with (the config's `reference`)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("dvc-yaml", help="write dvc.yaml (one DVC stage per Snakemake target) for a config")

@@ -28,6 +28,7 @@ class ModalitySpec:
     label_pattern: str
     cases: tuple[str, ...]
     test_cases: tuple[str, ...]
+    source: Mapping[str, Any] | None = None  # where this modality's files come from, if not the data set's
 
     @property
     def train_cases(self) -> tuple[str, ...]:
@@ -52,6 +53,10 @@ class DatasetSpec:
             return self.modalities[name]
         except KeyError:
             raise ConfigError(f"dataset '{self.name}' has no modality '{name}' (has: {sorted(self.modalities)})") from None
+
+    def source_of(self, modality: str) -> Mapping[str, Any]:
+        """The modality's own `source:` over the data set's (e.g. CHAOS MR and BTCV CT in one set)."""
+        return {**self.source, **(self.modality(modality).source or {})}
 
     def image_path(self, modality: str, case: str) -> Path:
         return self.root / self.modality(modality).image_pattern.format(case=case, modality=modality)
@@ -108,6 +113,7 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str) -> Modali
         label_pattern=str(raw["label"]),
         cases=parse_cases(raw["cases"], f"{key}.cases"),
         test_cases=parse_cases(raw.get("test", []), f"{key}.test"),
+        source=dict(raw["source"]) if raw.get("source") else None,
     )
     check_split(spec, key)
     return spec

@@ -195,6 +195,7 @@ def build_report(
     title: str = "xmodseg report",
     translation: Sequence[str | os.PathLike[str]] = (),
     anatomy: Sequence[str | os.PathLike[str]] = (),
+    reference: Mapping[str, Any] | None = None,
 ) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,9 +206,29 @@ def build_report(
     bar_plot(summary, out_dir / "dice_bar.png")
     overlays = _overlays(docs, out_dir)
     md = _markdown(title, summary, docs, overlays)
+    if reference:
+        md += reference_section(summary, reference)
     if translation:
         md += translation_section(translation, anatomy, out_dir)
     write_text(out_dir / "summary.md", md)
+
+
+def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any]) -> str:
+    """Our mean Dice next to the published one (both in %), per experiment named in `reference`."""
+    dice = summary[summary["metric"] == "dice"]
+    classes = list(dict.fromkeys(dice["class"]))
+    lines = ["\n## Published numbers (Dice %, ours / paper)\n", "| experiment | paper | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+    for exp, ref in reference.items():
+        ours = {r["class"]: r["mean"] for _, r in dice[dice["experiment"] == exp].iterrows()}
+        if not ours:
+            continue
+        cells = []
+        for c in classes:
+            o = "N/A" if math.isnan(ours.get(c, math.nan)) else f"{100 * ours[c]:.1f}"
+            p = ref.get("dice", {}).get(c)
+            cells.append(f"{o} / {p if p is not None else '–'}")
+        lines.append(f"| {exp} | {ref.get('source', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:

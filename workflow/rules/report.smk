@@ -30,6 +30,7 @@ rule report:
         ),
     params:
         title=as_arg(config.get("report", {}).get("title", "xmodseg report")),
+        reference=lambda w: f"--reference {as_arg(config['reference'])}" if config.get("reference") else "",
     log:
         "logs/report/report.log",
     benchmark:
@@ -38,4 +39,4 @@ rule report:
         ENV
     shell:
         "xmodseg report --metrics {input.metrics} --translation {input.translation} --anatomy {input.anatomy} "
-        "--out results/report --title {params.title} > {log} 2>&1"
+        "--out results/report --title {params.title} {params.reference} > {log} 2>&1"

@@ -35,8 +35,8 @@ class ChecksumMismatch(InputDataError):
     """The downloaded bytes are not the registry's file."""
 
 
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
+def sha256_of(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):
             h.update(block)
@@ -63,18 +63,21 @@ def download(
     dest: str | os.PathLike[str],
     sha256: str | None,
     *,
+    md5: str | None = None,
     size: int | None = None,
     retries: int = 5,
     backoff: float = 1.0,
     timeout: float = 60.0,
     progress: bool = True,
 ) -> Path:
-    """Fetch `url` to `dest` (skipped when `dest` already has `sha256`). `sha256=None` is allowed
-    only for files whose hash the registry does not know yet: the hash is then logged."""
+    """Fetch `url` to `dest` (skipped when `dest` already has the registry's hash). The registry
+    gives sha256, or md5 where only that is published (MSD's archives); with neither, the sha256
+    of what arrived is logged so it can be added."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and sha256 and sha256_of(dest) == sha256:
-        log.info("%s: present, sha256 ok", dest)
+    algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5) if md5 else ("sha256", None)
+    if dest.is_file() and expected and sha256_of(dest, algorithm) == expected:
+        log.info("%s: present, %s ok", dest, algorithm)
         return dest
     part = partial_path(dest)
     attempt = 0
@@ -97,12 +100,12 @@ def download(
         wait = backoff * 2 ** (attempt - 1)
         log.warning("%s: attempt %d failed; retrying in %.1f s from byte %d", url, attempt, wait, part.stat().st_size if part.exists() else 0)
         time.sleep(wait)
-    actual = sha256_of(part)
-    if sha256 is None:
-        log.warning("%s: no sha256 in the registry; downloaded file has sha256 %s (add it to the registry)", url, actual)
-    elif actual != sha256:
+    actual = sha256_of(part, algorithm)
+    if expected is None:
+        log.warning("%s: no checksum in the registry; downloaded file has sha256 %s (add it to the registry)", url, actual)
+    elif actual != expected:
         part.unlink()
-        raise ChecksumMismatch(f"{url}: sha256 {actual} does not match the registry's {sha256}; the download was removed (nothing written to {dest})")
+        raise ChecksumMismatch(f"{url}: {algorithm} {actual} does not match the registry's {expected}; the download was removed (nothing written to {dest})")
     os.replace(part, dest)
     return dest
 

@@ -1,0 +1,124 @@
+"""The `download`/`import` stage: get a registry data set's files into its raw layout.
+
+Registry `source:` kinds handled here (the synthetic phantom is `xmodseg synth`):
+
+- `download`: `files: [{url, sha256 | md5, name}]` fetched into `data/downloads/<dataset>/`
+  (resumable, verified), archives extracted safely;
+- `import`: data behind a registration (MM-WHS, BTCV, ACDC, LA-2018). `path:` points to the
+  user's archive or folder; without it, or if it does not exist, the stage stops saying where to
+  request the data (`request:`) and where to put it.
+
+Then `importer:` converts each modality with `layout:` (patterns relative to the extracted or
+given folder): `folder` (NIfTI/any ITK format pairs) or `dicom_masks` (DICOM series + PNG masks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xmodseg.atomic import write_json
+from xmodseg.datasets.archive import extract
+from xmodseg.datasets.download import download, sha256_of
+from xmodseg.errors import ConfigError, InputDataError
+from xmodseg.registry import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+KINDS = ("download", "import")
+
+
+class DataNotProvided(InputDataError):
+    """A registration-gated data set is not where the config says (the message says what to do)."""
+
+
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
+
+
+def prepare_source(
+    spec: DatasetSpec, modality: str, downloads: str | os.PathLike[str], marker: str | os.PathLike[str], path: str | None = None
+) -> dict[str, Any]:
+    """Download or locate one modality's files; writes `marker` (JSON: the folder importers read
+    from, and the checksums of what it came from). `path` (from the workflow config) overrides
+    the registry's `source.path` of an `import` source."""
+    src: dict[str, Any] = dict(spec.source_of(modality))
+    if path:
+        src["path"] = path
+    kind = src.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"datasets.{spec.name}.source.kind: '{kind}' is not one of {KINDS}")
+    base = Path(downloads)
+    record: dict[str, Any] = {"dataset": spec.name, "modality": modality, "kind": kind, "files": []}
+    if kind == "download":
+        files = src.get("files") or []
+        if not files:
+            raise ConfigError(f"datasets.{spec.name}.source.files: empty")
+        for f in files:
+            dest = download(f["url"], base / f["name"], f.get("sha256"), md5=f.get("md5"), size=f.get("size"))
+            record["files"].append({"url": f["url"], "path": str(dest), "sha256": sha256_of(dest)})
+        archives = [Path(r["path"]) for r in record["files"] if _is_archive(Path(r["path"]))]
+        folder = base / "extracted"
+        for a in archives:
+            extract(a, folder / a.name.split(".")[0])
+        record["folder"] = str(folder)
+    else:
+        raw = src.get("path")
+        where = "put the archive or folder somewhere and set `data_path: <it>` in your workflow config (or source.path in the registry)"
+        if not raw:
+            raise DataNotProvided(f"data set '{spec.name}' needs registration: request it at {src.get('request', '(see README)')}, then {where}")
+        path = Path(os.path.expanduser(str(raw)))
+        if not path.exists():
+            raise DataNotProvided(f"{path}: not found (data set '{spec.name}'; request it at {src.get('request', '(see README)')}, then {where})")
+        if path.is_file():
+            if not _is_archive(path):
+                raise InputDataError(f"{path}: not a folder or a zip/tar archive")
+            digest = sha256_of(path)
+            if src.get("sha256") and digest != src["sha256"]:
+                raise InputDataError(f"{path}: sha256 {digest} is not the registry's {src['sha256']} (a different release or a damaged copy)")
+            folder = base / "extracted" / path.name.split(".")[0]
+            extract(path, folder)
+            record["files"].append({"path": str(path), "sha256": digest})
+            record["folder"] = str(folder)
+        else:
+            record["folder"] = str(path)
+    if src.get("subdir"):
+        record["folder"] = str(Path(record["folder"]) / src["subdir"])
+    write_json(marker, record)
+    return record
+
+
+def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Convert one modality from the prepared source folder into the registry layout."""
+    folder = Path(json.loads(Path(marker).read_text())["folder"])
+    src = spec.source_of(modality)
+    layout = src.get("layout")
+    if not layout:
+        raise ConfigError(f"datasets.{spec.name}: source.layout for '{modality}' is missing (patterns of the source files)")
+    importer = src.get("importer", "folder")
+    if importer == "folder":
+        from xmodseg.datasets.nifti_folder import import_folder
+
+        _check_msd_cases(spec, modality, folder)
+        return import_folder(spec, modality, folder, layout)
+    if importer == "dicom_masks":
+        from xmodseg.datasets.dicom_series import CHAOS_MR_RANGES, import_series_with_masks
+
+        ranges = {int(k): tuple(v) for k, v in (src.get("mask_ranges") or CHAOS_MR_RANGES).items()}
+        return import_series_with_masks(spec, modality, folder, layout, ranges)  # type: ignore[arg-type]
+    raise ConfigError(f"datasets.{spec.name}.source.importer: '{importer}' is not folder or dicom_masks")
+
+
+def _check_msd_cases(spec: DatasetSpec, modality: str, folder: Path) -> None:
+    """A Decathlon task lists its training cases in dataset.json: name any disagreement."""
+    meta = folder / "dataset.json"
+    if not meta.is_file():
+        return
+    listed = {Path(t["image"]).name.split(".")[0] for t in json.loads(meta.read_text()).get("training", [])}
+    missing = sorted(set(spec.modality(modality).cases) - listed)
+    if missing:
+        raise InputDataError(f"{meta}: cases {missing[:10]} of the registry are not in this task's training list")

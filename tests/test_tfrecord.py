@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -109,3 +110,45 @@ def test_tfrecords_become_a_training_cache(tmp_path):
     first = next(read_records(files[0]))
     expected = 2 * (decode_sifa_example(first).image[1] + 2.8) / 6.0 - 1  # SIFA's CT constants
     np.testing.assert_allclose(s.images[0, 0].numpy(), expected, rtol=1e-6)
+
+
+def test_sifa_release_cache_maps_back_onto_the_released_volumes(tmp_path):
+    """Training slices from tfrecords; test volumes flipped as SIFA's evaluate.py does, with the
+    flip in the cached geometry so predictions map back voxel for voxel."""
+    import SimpleITK as sitk
+
+    from xmodseg.datasets.sifa_release import build_cache
+    from xmodseg.inference import to_original_grid
+    from xmodseg.registry import dataset_from_config
+
+    rng = np.random.default_rng(3)
+    files = [write_tfrecord(tmp_path / f"slice{i}.tfrecords", [example(*s) for s in slices(rng, 2)]) for i in range(2)]
+    spec = dataset_from_config(
+        "rel",
+        {
+            "root": str(tmp_path / "raw"),
+            "source": {"kind": "sifa_release"},
+            "labels": {"classes": ["background", "MYO", "LAC", "LVC", "AA"], "mapping": {i: i for i in range(5)}},
+            "modalities": {"ct": {"kind": "ct", "image": "{case}_image.nii.gz", "label": "{case}_label.nii.gz", "cases": [1003], "test": [1003]}},
+        },
+    )
+    vol = rng.normal(size=(5, 12, 10)).astype(np.float32)  # z, y, x
+    lab = rng.integers(0, 5, size=vol.shape).astype(np.uint8)
+    for arr, path in ((vol, spec.image_path("ct", "1003")), (lab, spec.label_path("ct", "1003"))):
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing((0.9, 1.1, 1.3))
+        img.SetOrigin((10.0, -20.0, 30.0))
+        img.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(img, str(path))
+    out = build_cache(spec, "ct", files, tmp_path / "cache", slices_per_case=3)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(c["case"], c["split"]) for c in manifest["cases"]] == [("tf000", "train"), ("tf001", "train"), ("1003", "test")]
+    rec = manifest["cases"][-1]
+    cached_label = np.load(out / rec["label"])
+    np.testing.assert_array_equal(cached_label, lab[:, ::-1, ::-1])  # SIFA's flip of x and y
+    np.testing.assert_allclose(np.load(out / rec["image"]), 2 * (vol[:, ::-1, ::-1] + 2.8) / 6.0 - 1, rtol=1e-6)
+    back = to_original_grid(cached_label, rec, manifest["slice_axis"])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), lab)  # exact voxel-for-voxel inverse
+    ref = sitk.ReadImage(str(spec.label_path("ct", "1003")))
+    assert back.GetOrigin() == pytest.approx(ref.GetOrigin()) and back.GetDirection() == pytest.approx(ref.GetDirection())

@@ -52,6 +52,14 @@ def cmd_import(args: argparse.Namespace) -> None:
     import_modality(_dataset(args), args.modality, args.marker)
 
 
+def cmd_release_cache(args: argparse.Namespace) -> None:
+    from xmodseg.datasets.fetch import release_tfrecords
+    from xmodseg.datasets.sifa_release import build_cache
+
+    spec = _dataset(args)
+    build_cache(spec, args.modality, release_tfrecords(spec, args.modality, args.marker), args.out, slices_per_case=args.slices_per_case)
+
+
 def cmd_tfrecords(args: argparse.Namespace) -> None:
     from xmodseg.datasets.tfrecord import tfrecords_to_cache
 
@@ -185,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", required=True)
     s.add_argument("--marker", required=True, help="the fetch-source JSON")
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("release-cache", help="the SIFA/PnP-AdaNet release (tfrecords + test volumes) as a slice cache")
+    with_dataset(s)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--marker", required=True, help="the fetch-source JSON (where the release is)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--slices-per-case", type=int, default=600)
+    s.set_defaults(func=cmd_release_cache)
 
     s = sub.add_parser("tfrecords", help="SIFA/PnP-AdaNet *.tfrecords -> a training slice cache (no TensorFlow)")
     s.add_argument("--files", nargs="+", required=True, help="tfrecord files or glob patterns")

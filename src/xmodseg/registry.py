@@ -81,14 +81,15 @@ def parse_cases(value: Any, key: str) -> tuple[str, ...]:
     raise ConfigError(f"{key}: expected a list of case ids or a range string, got {value!r}")
 
 
-def check_split(spec: ModalitySpec, key: str) -> None:
-    """Case-level split guard: test ids exist, are unique and leave at least one training case."""
+def check_split(spec: ModalitySpec, key: str, needs_train_cases: bool = True) -> None:
+    """Case-level split guard: test ids exist, are unique and leave at least one training case
+    (unless training slices come from elsewhere: the SIFA release's tfrecords)."""
     if len(set(spec.cases)) != len(spec.cases):
         raise ConfigError(f"{key}.cases: duplicate case ids")
     missing = sorted(set(spec.test_cases) - set(spec.cases))
     if missing:
         raise ConfigError(f"{key}.test: {missing} are not in {key}.cases")
-    if not spec.train_cases:
+    if needs_train_cases and not spec.train_cases:
         raise ConfigError(f"{key}: every case is a test case; nothing left to train on")
 
 
@@ -99,7 +100,7 @@ def assert_no_test_cases(used: Sequence[str], spec: ModalitySpec, purpose: str) 
         raise SplitLeakError(f"test cases {leaked} of modality '{spec.name}' would be used for {purpose}")
 
 
-def _modality_from_config(name: str, raw: Mapping[str, Any], key: str) -> ModalitySpec:
+def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_kind: str | None = None) -> ModalitySpec:
     for field in ("image", "label", "cases"):
         if field not in raw:
             raise ConfigError(f"{key}.{field} is required")
@@ -115,7 +116,8 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str) -> Modali
         test_cases=parse_cases(raw.get("test", []), f"{key}.test"),
         source=dict(raw["source"]) if raw.get("source") else None,
     )
-    check_split(spec, key)
+    kind_here = (spec.source or {}).get("kind", source_kind)
+    check_split(spec, key, needs_train_cases=kind_here != "sifa_release")
     return spec
 
 
@@ -139,7 +141,7 @@ def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.Pa
         root=root,
         source=dict(raw.get("source", {"kind": "local"})),
         labels=mapping,
-        modalities={m: _modality_from_config(m, r, f"{key}.modalities.{m}") for m, r in mods.items()},
+        modalities={m: _modality_from_config(m, r, f"{key}.modalities.{m}", (raw.get("source") or {}).get("kind")) for m, r in mods.items()},
         description=str(raw.get("description", "")),
     )
 

@@ -1,7 +1,7 @@
 # Stage 1 (real data): download (resumable, verified) or import a registration-gated archive or
 # folder, then convert each modality into the registry's raw layout (NIfTI, labels checked).
 for _mod in DATASET.modalities:
-    if DATASET.source_of(_mod).get("kind") not in ("download", "import"):
+    if DATASET.source_of(_mod).get("kind") not in ("download", "import", "sifa_release"):
         continue
 
     rule:

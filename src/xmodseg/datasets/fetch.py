@@ -29,7 +29,7 @@ from xmodseg.registry import DatasetSpec
 
 log = logging.getLogger(__name__)
 
-KINDS = ("download", "import")
+KINDS = ("download", "import", "sifa_release")  # sifa_release: imported like `import`
 
 
 class DataNotProvided(InputDataError):
@@ -66,7 +66,7 @@ def prepare_source(
         for a in archives:
             extract(a, folder / a.name.split(".")[0])
         record["folder"] = str(folder)
-    else:
+    else:  # import, sifa_release
         raw = src.get("path")
         where = "put the archive or folder somewhere and set `data_path: <it>` in your workflow config (or source.path in the registry)"
         if not raw:
@@ -90,6 +90,18 @@ def prepare_source(
         record["folder"] = str(Path(record["folder"]) / src["subdir"])
     write_json(marker, record)
     return record
+
+
+def release_tfrecords(spec: DatasetSpec, modality: str, marker: str | os.PathLike[str]) -> list[Path]:
+    """The release's training tfrecords of `modality` (`source.train_glob` under the source folder)."""
+    folder = Path(json.loads(Path(marker).read_text())["folder"])
+    pattern = spec.source_of(modality).get("train_glob")
+    if not pattern:
+        raise ConfigError(f"datasets.{spec.name}: source.train_glob for '{modality}' is missing")
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise InputDataError(f"{folder}: no files match {pattern} (the release's training tfrecords of '{modality}')")
+    return files
 
 
 def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import pytest
 
 from xmodseg.datasets.archive import UnsafeArchive, check_members, extract
 from xmodseg.datasets.download import ChecksumMismatch, DownloadError, download, partial_path
+from xmodseg.errors import InputDataError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -184,3 +185,40 @@ def test_links_and_devices_are_rejected(tmp_path):
     with pytest.raises(UnsafeArchive, match=r"\.\."):
         extract(zpath, tmp_path / "zout")
     assert not (tmp_path / "x.txt").exists() and not (tmp_path / "zout").exists()
+
+
+def test_free_disk_is_checked_before_writing(server, tmp_path, monkeypatch):
+    import shutil as _shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(_shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DownloadError, match="GB needed"):
+        download(server.url, tmp_path / "f.bin", SHA, progress=False)
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_import_source_from_a_user_archive(tmp_path):
+    from xmodseg.datasets.fetch import DataNotProvided, prepare_source
+    from xmodseg.registry import dataset_from_config
+
+    zpath = tmp_path / "mine.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("data/images/a.nii.gz", "not really")
+    sha = hashlib.sha256(zpath.read_bytes()).hexdigest()
+
+    def spec(source):
+        return dataset_from_config("own", {
+            "root": str(tmp_path / "raw"), "source": source,
+            "labels": {"classes": ["background", "x"], "mapping": {0: 0, 1: 1}},
+            "modalities": {"ct": {"kind": "ct", "image": "{case}.nii.gz", "label": "{case}_l.nii.gz", "cases": ["a", "b"], "test": ["b"]}},
+        })
+
+    rec = prepare_source(spec({"kind": "import", "sha256": sha}), "ct", tmp_path / "dl", tmp_path / "dl" / "source.json", str(zpath))
+    assert (Path(rec["folder"]) / "data/images/a.nii.gz").read_text() == "not really"
+    with pytest.raises(InputDataError, match="is not the registry's"):
+        prepare_source(spec({"kind": "import", "sha256": "0" * 64}), "ct", tmp_path / "dl2", tmp_path / "dl2" / "s.json", str(zpath))
+    with pytest.raises(DataNotProvided, match="request it at https://example.org"):
+        prepare_source(spec({"kind": "import", "request": "https://example.org"}), "ct", tmp_path / "dl3", tmp_path / "dl3" / "s.json")
+    with pytest.raises(DataNotProvided, match="nowhere: not found"):
+        prepare_source(spec({"kind": "import"}), "ct", tmp_path / "dl4", tmp_path / "dl4" / "s.json", str(tmp_path / "nowhere"))

@@ -71,6 +71,13 @@ def test_folder_importer_refuses_unknown_labels_and_missing_cases(tmp_path):
 
 def write_dicom_series(folder, volume: np.ndarray, spacing, origin, direction) -> list[str]:
     """One DICOM file per slice (SimpleITK), positions along the slice normal; CHAOS-like names."""
+    from xmodseg.datasets.dicom_series import keep_locale
+
+    with keep_locale():
+        return _write_series(folder, volume, spacing, origin, direction)
+
+
+def _write_series(folder, volume, spacing, origin, direction) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -129,7 +136,11 @@ def test_dicom_series_with_png_masks_imports_with_correct_geometry(tmp_path):
         },
     )
     layout = {"dicom": "Train_Sets/MR/{case}/T2SPIR/DICOM_anon", "masks": "Train_Sets/MR/{case}/T2SPIR/Ground"}
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
     import_series_with_masks(spec, "mr", tmp_path / "CHAOS", layout)
+    assert locale.setlocale(locale.LC_ALL) == before  # GDCM's reset to "C" is undone
     img = sitk.ReadImage(str(spec.image_path("mr", "1")))
     lab = sitk.ReadImage(str(spec.label_path("mr", "1")))
     assert img.GetSize() == (16, 20, 6)

@@ -176,7 +176,7 @@ def _predictions_link(metrics: Mapping[str, Any], hashes: _Hashes) -> Link:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
 
 
 def _git_link(records: Sequence[Mapping[str, Any]], repo: Path) -> Link:

@@ -41,6 +41,14 @@ class Lease:
 _current: Lease | None = None
 
 
+def export_slots(slots: int | None) -> None:
+    """Called by the Snakefile with the N of `--resources gpu=N`: local jobs inherit it."""
+    if slots:
+        os.environ[SLOTS_ENV] = str(slots)
+    else:
+        os.environ.pop(SLOTS_ENV, None)
+
+
 def default_lock_dir() -> Path:
     """Machine-wide per user, so two workflows on one box share (and do not collide on) GPUs."""
     return Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"xmodseg-gpu-locks-{os.getuid()}")

@@ -44,7 +44,7 @@ class RecordRefused(XmodsegError):
 
 def _run(cmd: Sequence[str], cwd: Path, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     log.info("$ %s", " ".join(cmd))
-    proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
     if check and proc.returncode != 0:
         raise XmodsegError(f"{what} failed ({' '.join(cmd)}):\n{(proc.stdout + proc.stderr)[-3000:]}")
     return proc

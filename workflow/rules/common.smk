@@ -1,10 +1,10 @@
 # Config validation and the small input/params functions the rules use (no logic beyond lookup).
 import json
-import os
 import shlex
 
 from snakemake.utils import validate
 
+from xmodseg.gpu_lease import export_slots as export_gpu_slots
 from xmodseg.methods import available_methods, get_method
 from xmodseg.registry import load_dataset
 from xmodseg.translation.registry import available_translators
@@ -57,10 +57,7 @@ def gpu_slots():
     return int(value) if isinstance(value, (int, float)) else None
 
 
-if gpu_slots():
-    os.environ["XMODSEG_GPU_SLOTS"] = str(gpu_slots())  # inherited by local jobs only
-else:
-    os.environ.pop("XMODSEG_GPU_SLOTS", None)
+export_gpu_slots(gpu_slots())  # XMODSEG_GPU_SLOTS, inherited by local jobs
 
 
 wildcard_constraints:

@@ -9,9 +9,11 @@ the registry maps to classes, and any other non-zero value stops the import nami
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,27 @@ log = logging.getLogger(__name__)
 CHAOS_MR_RANGES = {63: (55, 70), 126: (110, 135), 189: (175, 200), 252: (240, 255)}
 
 
+@contextlib.contextmanager
+def keep_locale() -> Iterator[None]:
+    """GDCM (SimpleITK's DICOM I/O) resets the process locale to "C", after which Python decodes
+    text as ASCII; restore the caller's locale afterwards."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def read_series(folder: str | os.PathLike[str]) -> tuple[sitk.Image, list[str]]:
     """The single DICOM series in `folder` and its files in slice order."""
     path = Path(folder)
     if not path.is_dir():
         raise InputDataError(f"{path}: DICOM folder not found")
+    with keep_locale():
+        return _read_series(path)
+
+
+def _read_series(path: Path) -> tuple[sitk.Image, list[str]]:
     reader = sitk.ImageSeriesReader()
     ids = reader.GetGDCMSeriesIDs(str(path))
     if not ids:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,8 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from tests.conftest import REPO
-from tests.test_workflow import SIFA, TINY_PHANTOM, TRAIN, TRANSLATE
+from tests.conftest import make_tiny_project
+from tests.test_workflow import SIFA, TRAIN, TRANSLATE
 
 pytestmark = pytest.mark.slow
 
@@ -73,19 +72,7 @@ def write_config(repo: Path, oracle_iterations: int = 4) -> None:
 def repo(tmp_path_factory) -> Path:
     """A project repository after `snakemake` and `xmodseg record`, with a local DVC remote."""
     base = tmp_path_factory.mktemp("provenance")
-    repo = base / "project"
-    repo.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for item in ("Snakefile", "workflow", "config", "envs", "profiles", "src", ".gitignore", ".dvcignore"):
-        src = REPO / item
-        (shutil.copytree(src, repo / item, ignore=ignore) if src.is_dir() else shutil.copy(src, repo / item))
-    registry = yaml.safe_load((REPO / "config" / "datasets.yaml").read_text())
-    entry = registry["datasets"]["synthetic"]
-    entry["root"] = f"data/raw/{DS}"
-    entry["source"]["params"] = TINY_PHANTOM
-    for mod in entry["modalities"].values():
-        mod["cases"], mod["test"] = "1001-1003", [1003]
-    (repo / "config" / "tiny_datasets.yaml").write_text(yaml.safe_dump({"datasets": {DS: entry}}))
+    repo = make_tiny_project(base / "project", {}, "unused.yaml", extra=("src", ".gitignore", ".dvcignore"))
     write_config(repo)
     run(repo, "git", "init", "-q", "-b", "main")
     run(repo, str(BIN / "dvc"), "init", "-q")

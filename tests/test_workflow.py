@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,10 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import make_tiny_project
 
 pytestmark = pytest.mark.slow
 
-TINY_PHANTOM = {
-    "ct_spacing_mm": [2.5, 2.5, 2.5],
-    "ct_fov_mm": [170.0, 170.0, 160.0],
-    "mr_spacing_mm": [3.0, 3.0, 6.0],
-    "mr_fov_mm": [190.0, 180.0, 168.0],
-}
 TRAIN = {"iterations": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 1, "network": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}}
 
 
@@ -97,17 +90,7 @@ def write_config(workdir: Path, iterations_oracle: int = 4, iterations_t2s: int 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    wd = tmp_path_factory.mktemp("workflow")
-    for item in ("Snakefile", "workflow", "config", "envs", "profiles"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    registry = yaml.safe_load((REPO / "config" / "datasets.yaml").read_text())
-    entry = registry["datasets"]["synthetic"]
-    entry["root"] = "data/raw/tiny_synth"
-    entry["source"]["params"] = TINY_PHANTOM
-    for mod in entry["modalities"].values():
-        mod["cases"], mod["test"] = "1001-1003", [1003]
-    (wd / "config" / "tiny_datasets.yaml").write_text(yaml.safe_dump({"datasets": {"tiny_synth": entry}}))
+    wd = make_tiny_project(tmp_path_factory.mktemp("workflow") / "project", {}, "unused.yaml")
     write_config(wd)
     snakemake(wd)
     return wd

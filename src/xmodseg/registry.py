@@ -146,14 +146,20 @@ def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.Pa
     )
 
 
-def load_registry(path: str | os.PathLike[str]) -> dict[str, Mapping[str, Any]]:
+def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
+    """A YAML file's content; a missing or malformed file is a ConfigError naming it."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"registry file {p} not found") from None
+        raise ConfigError(f"{what} {p} not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+
+
+def load_registry(path: str | os.PathLike[str]) -> dict[str, Mapping[str, Any]]:
+    p = Path(path)
+    data = read_yaml(p, "registry file")
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
         raise ConfigError(f"{p}: expected a top-level 'datasets:' mapping")
     return data["datasets"]

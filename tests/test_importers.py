@@ -156,3 +156,127 @@ def test_dicom_series_with_png_masks_imports_with_correct_geometry(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(bad), str(src / "Ground" / f"{files[2].stem}.png"))
     with pytest.raises(InputDataError, match=rf"{files[2].stem}.png: mask values \[99\]"):
         import_series_with_masks(spec, "mr", tmp_path / "CHAOS", layout)
+
+
+def _volume(path, array: np.ndarray, spacing=(1.5, 1.5, 10.0)) -> None:
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(spacing)
+    img.SetOrigin((-100.0, 20.0, 5.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path))
+
+
+def write_acdc_patient(root, patient: str, ed: int, es: int, n_frames: int = 14) -> dict[int, np.ndarray]:
+    """An ACDC patient folder: Info.cfg, and ED/ES frames whose voxels say their frame number."""
+    folder = root / patient
+    folder.mkdir(parents=True)
+    (folder / "Info.cfg").write_text(f"ED: {ed}\nES: {es}\nGroup: NOR\nHeight: 180.0\nNbFrame: {n_frames}\nWeight: 80.0\n")
+    frames = {}
+    for f in (ed, es):
+        image = np.full((4, 12, 10), float(f), np.float32)
+        label = np.zeros((4, 12, 10), np.uint8)
+        label[1:3, 2:6, 2:6] = 1 + f % 3
+        _volume(folder / f"{patient}_frame{f:02d}.nii.gz", image)
+        _volume(folder / f"{patient}_frame{f:02d}_gt.nii.gz", label)
+        frames[f] = label
+    return frames
+
+
+def acdc_spec(root, patients: str, test: str):
+    from xmodseg.registry import load_registry
+
+    entry = dict(load_registry("config/datasets.yaml")["acdc"])
+    entry["root"] = str(root)
+    mr = dict(entry["modalities"]["mr"])
+    mr["cases"] = {"format": "patient{0}_{1}", "product": [patients, ["ED", "ES"]]}
+    mr["test"] = {"format": "patient{0}_{1}", "product": [test, ["ED", "ES"]]}
+    entry["modalities"] = {"mr": mr}
+    return dataset_from_config("acdc", entry)
+
+
+def test_acdc_importer_takes_the_ed_and_es_frames_named_by_info_cfg(tmp_path):
+    from xmodseg.datasets.fetch import import_modality
+
+    src = tmp_path / "ACDC" / "database"
+    frames1 = write_acdc_patient(src / "training", "patient001", ed=1, es=12)
+    frames2 = write_acdc_patient(src / "testing", "patient002", ed=3, es=9)
+    spec = acdc_spec(tmp_path / "raw", "001-002", "002-002")
+    assert spec.modality("mr").cases == ("patient001_ED", "patient001_ES", "patient002_ED", "patient002_ES")
+    assert spec.modality("mr").train_cases == ("patient001_ED", "patient001_ES")  # a patient's frames stay together
+    marker = tmp_path / "marker.json"
+    marker.write_text(f'{{"folder": "{tmp_path / "ACDC"}"}}')
+    records = import_modality(spec, "mr", marker)
+    assert [r["case"] for r in records] == list(spec.modality("mr").cases)
+    for case, frame, labels in (("patient001_ED", 1, frames1), ("patient001_ES", 12, frames1), ("patient002_ED", 3, frames2), ("patient002_ES", 9, frames2)):
+        img = sitk.ReadImage(str(spec.image_path("mr", case)))
+        assert np.all(sitk.GetArrayFromImage(img) == frame), case
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(spec.label_path("mr", case)))), labels[frame])
+        assert img.GetSpacing() == pytest.approx((1.5, 1.5, 10.0))
+
+
+def test_acdc_importer_names_the_broken_patient(tmp_path):
+    from xmodseg.datasets.acdc import import_acdc
+
+    src = tmp_path / "ACDC"
+    write_acdc_patient(src, "patient001", ed=1, es=12)
+    spec = acdc_spec(tmp_path / "raw", "001-002", "002-002")
+    with pytest.raises(InputDataError, match=r"2 of 4 cases .*patient002_ED: no folder patient002/"):
+        import_acdc(spec, "mr", src)
+    write_acdc_patient(src, "patient002", ed=2, es=5)
+    (src / "patient002" / "Info.cfg").write_text("ED: first\nES: 5\n")
+    with pytest.raises(InputDataError, match=r"patient002/Info.cfg: no integer 'ED:' line"):
+        import_acdc(spec, "mr", src)
+    assert not (tmp_path / "raw" / "mr").exists()  # all cases are checked before anything is written
+    (src / "patient002" / "Info.cfg").write_text("ED: 2\nES: 5\n")
+    bad = np.zeros((4, 12, 10), np.uint8)
+    bad[0, 0, 0] = 4  # ACDC has labels 0-3 only
+    _volume(src / "patient002" / "patient002_frame05_gt.nii.gz", bad)
+    with pytest.raises(InputDataError, match=r"patient002_frame05_gt.nii.gz.*label values \[4\]"):
+        import_acdc(spec, "mr", src)
+
+
+def test_case_ids_from_ranges_and_products():
+    from xmodseg.errors import ConfigError
+    from xmodseg.registry import load_dataset, parse_cases
+
+    assert parse_cases("1001-1003", "k") == ("1001", "1002", "1003")
+    assert parse_cases("008-011", "k") == ("008", "009", "010", "011")
+    assert parse_cases({"format": "p{0}_{1}", "product": ["1-2", ["ED", "ES"]]}, "k") == ("p1_ED", "p1_ES", "p2_ED", "p2_ES")
+    with pytest.raises(ConfigError, match=r"k.format: 'p\{0\}_\{2\}' does not fit 2 product parts"):
+        parse_cases({"format": "p{0}_{2}", "product": ["1-2", ["ED"]]}, "k")
+    with pytest.raises(ConfigError, match="exactly `format` and `product`"):
+        parse_cases({"product": ["1-2"]}, "k")
+    acdc = load_dataset("config/datasets.yaml", "acdc").modality("mr")
+    assert len(acdc.cases) == 200 and len(acdc.test_cases) == 40 and acdc.cases[0] == "patient001_ED"
+    assert {c.rpartition("_")[0] for c in acdc.test_cases}.isdisjoint(c.rpartition("_")[0] for c in acdc.train_cases)
+
+
+def test_la2018_layout_lists_its_cases_and_imports_nrrd(tmp_path, capsys):
+    """LA-2018 ids are folder names: `xmodseg list-cases` prints them for the registry, and the
+    folder importer reads its .nrrd pairs with the 0/255 mask."""
+    from xmodseg.cli import main
+
+    src = tmp_path / "Training Set"
+    for case in ("0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX"):
+        image = np.random.default_rng(0).normal(size=(6, 16, 16)).astype(np.float32)
+        mask = np.zeros((6, 16, 16), np.uint8)
+        mask[2:4, 4:9, 4:9] = 255
+        _volume(src / case / "lgemri.nrrd", image, spacing=(0.625, 0.625, 0.625))
+        _volume(src / case / "laendo.nrrd", mask, spacing=(0.625, 0.625, 0.625))
+    (src / "notes.txt").write_text("not a case")
+    assert main(["list-cases", str(src), "--pattern", "{case}/lgemri.nrrd"]) == 0
+    assert capsys.readouterr().out.strip() == 'cases: ["0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX"]'
+    assert main(["list-cases", str(src), "--pattern", "{case}/missing.nrrd"]) == 2
+    spec = dataset_from_config(
+        "la2018",
+        {
+            "root": str(tmp_path / "raw"),
+            "source": {"kind": "import", "importer": "folder"},
+            "labels": {"classes": ["background", "LA"], "mapping": {0: 0, 255: 1}},
+            "modalities": {"mr": {"kind": "mr", "image": "mr/{case}_image.nii.gz", "label": "mr/{case}_label.nii.gz",
+                                  "cases": ["0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX"], "test": ["1D7CUD1955YZPGK8XHJX"]}},
+        },
+    )
+    import_folder(spec, "mr", src, {"image": "{case}/lgemri.nrrd", "label": "{case}/laendo.nrrd"})
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(spec.label_path("mr", "0RZDK210BSMWAA6467LU"))))
+    assert lab.max() == 255 and spec.labels.to_indices(lab, "x").max() == 1

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from xmodseg.errors import ConfigError, XmodsegError
+from xmodseg.errors import ConfigError, InputDataError, XmodsegError
 
 
 def _json_arg(text: str) -> Any:
@@ -50,6 +50,15 @@ def cmd_import(args: argparse.Namespace) -> None:
     from xmodseg.datasets.fetch import import_modality
 
     import_modality(_dataset(args), args.modality, args.marker)
+
+
+def cmd_list_cases(args: argparse.Namespace) -> None:
+    from xmodseg.datasets.nifti_folder import list_cases
+
+    cases = list_cases(args.folder, args.pattern)
+    if not cases:
+        raise InputDataError(f"{args.folder}: no file matches {args.pattern}")
+    print("cases: [" + ", ".join(f'"{c}"' for c in cases) + "]")
 
 
 def cmd_release_cache(args: argparse.Namespace) -> None:
@@ -193,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", required=True)
     s.add_argument("--marker", required=True, help="the fetch-source JSON")
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("list-cases", help="case ids found in a source folder, as a registry `cases:` line")
+    s.add_argument("folder")
+    s.add_argument("--pattern", required=True, help='a source file per case, e.g. "{case}/lgemri.nrrd" or "images/{case}.nii.gz"')
+    s.set_defaults(func=cmd_list_cases)
 
     s = sub.add_parser("release-cache", help="the SIFA/PnP-AdaNet release (tfrecords + test volumes) as a slice cache")
     with_dataset(s)

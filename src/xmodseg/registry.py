@@ -6,6 +6,7 @@ registry entry, not code.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,7 +67,17 @@ class DatasetSpec:
 
 
 def parse_cases(value: Any, key: str) -> tuple[str, ...]:
-    """Cases as a list (`[1001, 1002]`) or an inclusive numeric range string (`"1001-1020"`)."""
+    """Cases as a list (`[1001, 1002]`), an inclusive numeric range string (`"1001-1020"`; a
+    zero-padded start keeps its width: `"001-150"`), or a product of such parts formatted into ids
+    (`{format: "patient{0}_{1}", product: ["001-150", [ED, ES]]}`: ACDC's two frames per patient)."""
+    if isinstance(value, Mapping):
+        if set(value) != {"format", "product"} or not isinstance(value["product"], Sequence) or isinstance(value["product"], str):
+            raise ConfigError(f"{key}: a mapping of cases needs exactly `format` and `product` (a list of lists or ranges)")
+        parts = [parse_cases(v, f"{key}.product[{i}]") for i, v in enumerate(value["product"])]
+        try:
+            return tuple(str(value["format"]).format(*combo) for combo in itertools.product(*parts))
+        except (IndexError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{key}.format: '{value['format']}' does not fit {len(parts)} product parts ({exc})") from None
     if isinstance(value, str) and "-" in value:
         lo, hi = value.split("-", 1)
         try:
@@ -75,10 +86,11 @@ def parse_cases(value: Any, key: str) -> tuple[str, ...]:
             raise ConfigError(f"{key}: '{value}' is not a range like '1001-1020'") from None
         if b < a:
             raise ConfigError(f"{key}: empty range '{value}'")
-        return tuple(str(i) for i in range(a, b + 1))
+        width = len(lo) if lo.startswith("0") else 0
+        return tuple(str(i).zfill(width) for i in range(a, b + 1))
     if isinstance(value, Sequence) and not isinstance(value, str):
         return tuple(str(v) for v in value)
-    raise ConfigError(f"{key}: expected a list of case ids or a range string, got {value!r}")
+    raise ConfigError(f"{key}: expected a list of case ids, a range string or {{format, product}}, got {value!r}")
 
 
 def check_split(spec: ModalitySpec, key: str, needs_train_cases: bool = True) -> None:

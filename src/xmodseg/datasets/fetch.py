@@ -9,7 +9,8 @@ Registry `source:` kinds handled here (the synthetic phantom is `xmodseg synth`)
   request the data (`request:`) and where to put it.
 
 Then `importer:` converts each modality with `layout:` (patterns relative to the extracted or
-given folder): `folder` (NIfTI/any ITK format pairs) or `dicom_masks` (DICOM series + PNG masks).
+given folder): `folder` (NIfTI/any ITK format pairs), `dicom_masks` (DICOM series + PNG masks) or
+`acdc` (ED/ES frames named by each patient's Info.cfg; no layout needed).
 """
 
 from __future__ import annotations
@@ -109,20 +110,24 @@ def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[
     folder = Path(json.loads(Path(marker).read_text())["folder"])
     src = spec.source_of(modality)
     layout = src.get("layout")
-    if not layout:
-        raise ConfigError(f"datasets.{spec.name}: source.layout for '{modality}' is missing (patterns of the source files)")
     importer = src.get("importer", "folder")
+    if not layout and importer != "acdc":
+        raise ConfigError(f"datasets.{spec.name}: source.layout for '{modality}' is missing (patterns of the source files)")
     if importer == "folder":
         from xmodseg.datasets.nifti_folder import import_folder
 
         _check_msd_cases(spec, modality, folder)
         return import_folder(spec, modality, folder, layout)
+    if importer == "acdc":
+        from xmodseg.datasets.acdc import import_acdc
+
+        return import_acdc(spec, modality, folder)
     if importer == "dicom_masks":
         from xmodseg.datasets.dicom_series import CHAOS_MR_RANGES, import_series_with_masks
 
         ranges = {int(k): tuple(v) for k, v in (src.get("mask_ranges") or CHAOS_MR_RANGES).items()}
         return import_series_with_masks(spec, modality, folder, layout, ranges)  # type: ignore[arg-type]
-    raise ConfigError(f"datasets.{spec.name}.source.importer: '{importer}' is not folder or dicom_masks")
+    raise ConfigError(f"datasets.{spec.name}.source.importer: '{importer}' is not folder, dicom_masks or acdc")
 
 
 def _check_msd_cases(spec: DatasetSpec, modality: str, folder: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,41 @@ def import_case(image_src: Path, label_src: Path, image_dst: Path, label_dst: Pa
     }
 
 
+def import_cases(
+    spec: DatasetSpec,
+    modality: str,
+    source_dir: str | os.PathLike[str],
+    resolve: Callable[[Path, str], tuple[Path, Path]],
+    described_as: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Import every registry case of `modality`; `resolve(folder, case)` names its source image
+    and label. All cases are checked to exist before anything is written. `described_as` goes into
+    the manifest (the layout the files were found by)."""
+    src = Path(source_dir)
+    if not src.is_dir():
+        raise InputDataError(f"{src}: import folder not found")
+    mod = spec.modality(modality)
+    missing = []
+    for c in mod.cases:
+        try:
+            image = resolve(src, c)[0]
+        except InputDataError as exc:
+            missing.append((c, str(exc)))
+            continue
+        if not image.is_file():
+            missing.append((c, str(image)))
+    if missing:
+        raise InputDataError(f"{src}: {len(missing)} of {len(mod.cases)} cases of '{modality}' are missing (e.g. case {missing[0][0]}: {missing[0][1]}); check the layout and case ids in the registry")
+    records = []
+    for case in mod.cases:
+        image_src, label_src = resolve(src, case)
+        rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec)
+        records.append({"case": case, **rec})
+        log.info("imported %s case %s", modality, case)
+    write_json(spec.root / modality / "import_manifest.json", {"dataset": spec.name, "modality": modality, "source": str(src), "layout": dict(described_as), "cases": records})
+    return records
+
+
 def import_folder(
     spec: DatasetSpec,
     modality: str,
@@ -77,24 +112,26 @@ def import_folder(
 ) -> list[dict[str, Any]]:
     """Import every registry case of `modality` from `source_dir` laid out as `layout`
     ({"image": "<pattern with {case}>", "label": ...}); returns the per-case records."""
+
+    def resolve(folder: Path, case: str) -> tuple[Path, Path]:
+        return tuple(folder / layout[k].format(case=case, modality=modality) for k in ("image", "label"))  # type: ignore[return-value]
+
+    return import_cases(spec, modality, source_dir, resolve, layout)
+
+
+def list_cases(source_dir: str | os.PathLike[str], pattern: str) -> list[str]:
+    """The case ids for which `pattern` (with one `{case}`, e.g. "{case}/lgemri.nrrd") names a file
+    in `source_dir`: for releases whose ids are folder names (LA-2018), to paste into the registry."""
+    if pattern.count("{case}") != 1:
+        raise InputDataError(f"pattern '{pattern}' must contain {{case}} exactly once")
     src = Path(source_dir)
     if not src.is_dir():
-        raise InputDataError(f"{src}: import folder not found")
-    mod = spec.modality(modality)
-    missing = [c for c in mod.cases if not (src / layout["image"].format(case=c, modality=modality)).is_file()]
-    if missing:
-        example = src / layout["image"].format(case=missing[0], modality=modality)
-        raise InputDataError(f"{src}: {len(missing)} of {len(mod.cases)} cases of '{modality}' are missing (e.g. {example}); check the layout patterns and case ids in the registry")
-    records = []
-    for case in mod.cases:
-        rec = import_case(
-            src / layout["image"].format(case=case, modality=modality),
-            src / layout["label"].format(case=case, modality=modality),
-            spec.image_path(modality, case),
-            spec.label_path(modality, case),
-            spec,
-        )
-        records.append({"case": case, **rec})
-        log.info("imported %s case %s", modality, case)
-    write_json(spec.root / modality / "import_manifest.json", {"dataset": spec.name, "modality": modality, "source": str(src), "layout": dict(layout), "cases": records})
-    return records
+        raise InputDataError(f"{src}: not a folder")
+    head, tail = pattern.split("{case}")
+    found = []
+    for path in src.glob(head + "*" + tail):
+        rel = path.relative_to(src).as_posix()
+        case = rel[len(head): len(rel) - len(tail)]
+        if path.is_file() and case and "/" not in case:
+            found.append(case)
+    return sorted(found)

@@ -57,7 +57,7 @@ def _weights(path):
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(caches, tmp_path):
-    _train(caches, tmp_path, "full")
+    full = _train(caches, tmp_path, "full")
     partial = _train(caches, tmp_path, "resumed", stop_at=3)  # "killed" after iteration 3
     assert partial["loop"]["iterations_done"] == 3
     resumed = _train(caches, tmp_path, "resumed")
@@ -66,6 +66,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(caches, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # byte-identical files: a retrained model has the same sha256, so provenance can compare them
+    assert resumed["model_sha256"] == full["model_sha256"]
     lines = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert {"event": "resumed", "iteration": 3} in lines
 

@@ -20,10 +20,17 @@ log = logging.getLogger(__name__)
 LAST = "last.pt"
 
 
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
+    """torch.save, atomically and byte-reproducibly: given a file name, torch names the records
+    inside the zip after it (here the random temporary name), so the same weights would hash
+    differently on every save; through a file object the record prefix is always "archive"."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def save_checkpoint(folder: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     path = Path(folder) / LAST
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
     return path
 
 

@@ -12,9 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from xmodseg.atomic import atomic_path, write_json
+from xmodseg.atomic import write_json
 from xmodseg.errors import ConfigError, TrainingIncompleteError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.methods import get_method
@@ -22,6 +20,7 @@ from xmodseg.methods.base import Method, TrainData
 from xmodseg.preprocess.pipeline import MANIFEST, load_manifest
 from xmodseg.provenance import provenance_block
 from xmodseg.slices import SliceSet, training_slices
+from xmodseg.training.checkpoint import save_torch
 from xmodseg.training.device import Precision, choose_device, choose_precision, describe_device
 from xmodseg.training.loop import LoopConfig, LoopResult, fit
 from xmodseg.training.seeding import seed_everything
@@ -95,8 +94,7 @@ def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: M
         "config_hash": trained.config_hash,
         **payload,
     }
-    with atomic_path(model_path) as tmp:
-        torch.save(full, tmp)
+    save_torch(full, model_path)
     side = {
         **sidecar,
         "config_hash": trained.config_hash,

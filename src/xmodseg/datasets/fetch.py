@@ -109,19 +109,19 @@ def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[
     """Convert one modality from the prepared source folder into the registry layout."""
     folder = Path(json.loads(Path(marker).read_text())["folder"])
     src = spec.source_of(modality)
-    layout = src.get("layout")
     importer = src.get("importer", "folder")
-    if not layout and importer != "acdc":
+    if importer == "acdc":  # finds its files through each patient's Info.cfg
+        from xmodseg.datasets.acdc import import_acdc
+
+        return import_acdc(spec, modality, folder)
+    layout = src.get("layout")
+    if not layout:
         raise ConfigError(f"datasets.{spec.name}: source.layout for '{modality}' is missing (patterns of the source files)")
     if importer == "folder":
         from xmodseg.datasets.nifti_folder import import_folder
 
         _check_msd_cases(spec, modality, folder)
         return import_folder(spec, modality, folder, layout)
-    if importer == "acdc":
-        from xmodseg.datasets.acdc import import_acdc
-
-        return import_acdc(spec, modality, folder)
     if importer == "dicom_masks":
         from xmodseg.datasets.dicom_series import CHAOS_MR_RANGES, import_series_with_masks
 

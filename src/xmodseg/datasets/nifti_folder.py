@@ -83,20 +83,20 @@ def import_cases(
     if not src.is_dir():
         raise InputDataError(f"{src}: import folder not found")
     mod = spec.modality(modality)
+    pairs: dict[str, tuple[Path, Path]] = {}
     missing = []
     for c in mod.cases:
         try:
-            image = resolve(src, c)[0]
+            pairs[c] = resolve(src, c)
         except InputDataError as exc:
             missing.append((c, str(exc)))
             continue
-        if not image.is_file():
-            missing.append((c, str(image)))
+        if not pairs[c][0].is_file():
+            missing.append((c, str(pairs[c][0])))
     if missing:
         raise InputDataError(f"{src}: {len(missing)} of {len(mod.cases)} cases of '{modality}' are missing (e.g. case {missing[0][0]}: {missing[0][1]}); check the layout and case ids in the registry")
     records = []
-    for case in mod.cases:
-        image_src, label_src = resolve(src, case)
+    for case, (image_src, label_src) in pairs.items():
         rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec)
         records.append({"case": case, **rec})
         log.info("imported %s case %s", modality, case)
@@ -132,6 +132,6 @@ def list_cases(source_dir: str | os.PathLike[str], pattern: str) -> list[str]:
     for path in src.glob(head + "*" + tail):
         rel = path.relative_to(src).as_posix()
         case = rel[len(head): len(rel) - len(tail)]
-        if path.is_file() and case and "/" not in case:
+        if path.is_file() and case:  # `*` never crosses a folder
             found.append(case)
     return sorted(found)

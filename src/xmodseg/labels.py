@@ -10,6 +10,12 @@ import numpy as np
 
 from xmodseg.errors import InputDataError
 
+# Cached label value for pixels that belong to no class (e.g. the SIFA release's value 5, which
+# SIFA's depth-5 one-hot turns into an all-zero vector): never foreground, excluded from every
+# training loss (cross-entropy and Dice). Never produced from our own raw data (`ignore` raw values
+# there become background on purpose).
+IGNORE_INDEX = 255
+
 
 @dataclass(frozen=True)
 class LabelMapping:

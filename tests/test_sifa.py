@@ -468,3 +468,88 @@ def test_image_pool_keeps_whole_batches():
             saw_old = True
         assert len(pool.images) == 2
     assert saw_new and saw_old
+
+
+# ------------------------------------------------------------------ intensity modes, decoder, record
+
+
+def _release_like(n: int = 4, side: int = 32) -> TrainData:
+    """Slices of caches already in SIFA's fixed [-1, 1] space (the release), including values
+    outside [-1, 1] (SIFA's constants do not clip)."""
+    d = _data(n, side)
+    src = SliceSet(d.source.images * 0.8, d.source.labels, d.source.cases, "mr", "sifa_unit")
+    tgt = SliceSet(d.target.images * 0.8, None, d.target.cases, "ct", "sifa_unit")
+    assert float(src.images.abs().max()) > 1 and float(tgt.images.abs().max()) > 1
+    return TrainData(source=src, target=tgt)
+
+
+def test_release_caches_are_used_as_they_are_no_refit_no_clamp():
+    raw = _release_like()
+    m = _method()
+    data = m.prepare(raw)
+    assert torch.equal(data.source.images, raw.source.images) and torch.equal(data.target.images, raw.target.images)
+    arch = m.inference_architecture()
+    assert arch["kwargs"]["intensity_mode"] == "sifa_fixed"
+    rebuilt = build(arch)
+    x = raw.target.images[:2]
+    assert torch.equal(rebuilt.to_unit(x), x)  # evaluation feeds the cache unchanged too
+    rec = m.record()
+    assert rec["intensity"]["source"]["mode"] == rec["intensity"]["target"]["mode"] == "sifa_fixed"
+
+
+def test_explicit_modes_are_checked_and_percentile_reports_the_clamped_fraction():
+    with pytest.raises(ConfigError, match="sifa_fixed needs a cache in SIFA's"):
+        _method(intensity="sifa_fixed").prepare(_data())
+    with pytest.raises(ConfigError, match="intensity 'fixed'"):
+        _method(intensity="fixed")
+    raw = _release_like()
+    m = _method(intensity="percentile")  # allowed on release caches when asked for explicitly
+    data = m.prepare(raw)
+    assert float(data.source.images.abs().max()) <= 1
+    m = _method()
+    raw = _data()
+    m.prepare(raw)
+    t = m.record()["intensity"]["target"]
+    values = raw.target.images.flatten()
+    expected = float(((values < t["low"]) | (values > t["high"])).float().mean())
+    assert t["mode"] == "percentile" and t["clamped_fraction"] == pytest.approx(expected)
+    assert 0 < t["clamped_fraction"] < 0.02
+
+
+def test_decoder_dropout_is_always_on_as_in_the_official_code():
+    torch.manual_seed(0)
+    feats, image = torch.randn(2, 64, 4, 4), torch.zeros(2, 1, 32, 32)
+    dec = SifaDecoder(0.125, 3, dropout=0.25).eval()  # eval mode: TF's tf.nn.dropout ignores it too
+    assert not torch.equal(dec(feats, image), dec(feats, image))
+    plain = SifaDecoder(0.125, 3, dropout=0.0).eval()
+    assert torch.equal(plain(feats, image), plain(feats, image))
+    convs = [mod for mod in dec.modules() if isinstance(mod, nn.Conv2d)]
+    assert all(c.bias is None for c in convs)  # the official convs have no bias
+    norms = [mod for mod in dec.modules() if isinstance(mod, nn.InstanceNorm2d)]
+    assert norms and all(n.affine for n in norms)
+    with pytest.raises(ValueError, match="dropout"):
+        SifaDecoder(0.125, 3, dropout=1.0)
+    m = _method(decoder_dropout=0.0)
+    assert m.dec.dropout == 0.0 and _method().dec.dropout == DEFAULTS["decoder_dropout"] == 0.25
+
+
+def test_sidecar_records_intensity_dropout_and_precision(tmp_path):
+    from xmodseg.training.run import write_model
+
+    trained = fit_method(
+        Sifa,
+        name="sifa",
+        params={**TINY, "iterations": 2, "amp": "off", "decoder_dropout": 0.25},
+        seed=0,
+        data=_release_like(),
+        data_ids={"source": "s", "target": "t"},
+        num_classes=K,
+        checkpoint_dir=tmp_path / "ckpt",
+        log_path=tmp_path / "log.jsonl",
+    )
+    side = write_model(tmp_path / "model.pt", trained, {"method": "sifa"}, {"method": "sifa"})
+    rec = side["method_record"]
+    assert rec["precision"] == "fp32" and rec["decoder_dropout"] == 0.25
+    assert rec["intensity"]["target"]["mode"] == "sifa_fixed"
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["architecture"]["kwargs"]["intensity_mode"] == "sifa_fixed"

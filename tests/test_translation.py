@@ -195,3 +195,36 @@ def test_train_translator_writes_cache_quality_and_preview(tiny_dataset, tmp_pat
     net.load_state_dict(payload["state_dict"])
     assert set(payload["intensity_ranges"]) == {"source", "target"}
     assert side["data"]["source"]["labels_used"] is False and side["data"]["target"]["labels_used"] is False
+
+
+def test_translator_on_release_caches_keeps_sifa_space(tiny_dataset, tmp_path):
+    """Caches in SIFA's fixed [-1, 1] space are neither refit nor clamped; the translated cache says
+    which space its images are in; our own caches record the percentile range and clamped fraction."""
+    spec = load_dataset(tiny_dataset, "tiny")
+    cfg = PreprocessConfig.from_dict({"spacing": [2.0, 2.0, 2.0], "slice_axis": "coronal", "crop_size": [16, 16]})
+    caches = {m: preprocess_modality(spec, m, cfg, tmp_path / "cache" / m) for m in ("mr", "ct")}
+    for m in ("mr", "ct"):  # pretend these are release caches
+        path = caches[m] / "manifest.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "intensity_space": "sifa_unit"}))
+
+    def run(name, **over):
+        return train_translator(
+            translator="cyclegan",
+            params={**TINY, "iterations": 2, **over},
+            seed=0,
+            source_cache=caches["mr"],
+            target_cache=caches["ct"],
+            model_path=tmp_path / name / "model.pt",
+            checkpoint_dir=tmp_path / name / "ckpt",
+            log_path=tmp_path / name / "log.jsonl",
+            out_cache=tmp_path / name / "translated",
+            quality_path=tmp_path / name / "quality.json",
+            preview_path=tmp_path / name / "preview.png",
+        )
+
+    side = run("auto")
+    assert {r["mode"] for r in side["intensity_ranges"].values()} == {"sifa_fixed"}
+    assert json.loads((tmp_path / "auto" / "translated" / "manifest.json").read_text())["intensity_space"] == "sifa_unit"
+    side = run("percentile", intensity="percentile")
+    for r in side["intensity_ranges"].values():
+        assert r["mode"] == "percentile" and 0 <= r["clamped_fraction"] < 0.05

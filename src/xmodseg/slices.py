@@ -26,6 +26,7 @@ class SliceSet:
     labels: torch.Tensor | None  # [N, H, W] int64
     cases: tuple[str, ...]
     modality: str
+    intensity_space: str = "zscore"  # the cache manifest's: "sifa_unit" for the SIFA release (translation.intensity)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -52,6 +53,7 @@ def load_slices(cache_dir: str | os.PathLike[str], split: str, *, with_labels: b
         labels=torch.from_numpy(labels.astype(np.int64)) if labels is not None else None,
         cases=tuple(c["case"] for c in cases),
         modality=manifest["modality"],
+        intensity_space=str(manifest.get("intensity_space", "zscore")),
     )
 
 

@@ -78,6 +78,10 @@ class Method(ABC):
     def prepare_inference(self, data: TrainData) -> None:
         """Called once after training, before the inference network is saved (no-op by default)."""
 
+    def record(self) -> dict[str, Any]:
+        """Method-specific facts for the model sidecar (intensity mapping, ...); none by default."""
+        return {}
+
     def extra_state(self) -> dict[str, Any]:
         """Anything else a bit-identical resume needs (image pools, ...)."""
         return {}

@@ -18,6 +18,12 @@ detached features), + prediction-space alignment, and the full model (both on, t
 
 Warm start: `warm_start` (a CycleGAN translator's model.pt) initialises G_t with its source ->
 target generator and reuses its intensity ranges; G_t's architecture then comes from that file.
+
+Intensities (`intensity`): on the SIFA release the caches already hold SIFA's fixed-constant
+[-1, 1] mapping and are used as they are (`sifa_fixed`); on our own caches each domain is mapped
+with its training slices' 0.5/99.5 percentiles and clamped (`percentile`; the clamped fraction is
+logged). The mode and ranges go into the model file and the sidecar. The SIFA presets train in
+fp32 (`amp: "off"`), as the official code does.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from xmodseg.methods.sifa_networks import SifaDecoder, SifaSegmenter, scaled
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
 from xmodseg.training.schedules import make_schedule
-from xmodseg.translation.intensity import UnitRange
+from xmodseg.translation.intensity import MODES, UnitRange, unit_range_for
 from xmodseg.translation.layers import PatchDiscriminator, ResnetGenerator
 from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.translation.pool import ImagePool
@@ -49,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "image_size": None,  # [H, W] the networks run at; slices are resized to it (None: cache size)
     "generator": None,  # G_t {ngf, n_blocks, skip}; None: {32 x width, 9, true} as the paper
     "decoder_skip": True,  # U outputs tanh(x + out)
+    "decoder_dropout": 0.25,  # U's residual blocks, always on (official code: keep rate 0.75); 0 = off
     "ndf": None,  # discriminator width; None: 64 x width
     "d_layers": 3,
     # optimisation
@@ -72,6 +79,9 @@ DEFAULTS: dict[str, Any] = {
     "align_image_features": True,
     "deep_supervision": True,
     "warm_start": None,
+    # intensities: auto = sifa_fixed on the SIFA release (its constants, no refit, no clamp),
+    # percentile (0.5/99.5 of the training slices, clamped) on our own caches
+    "intensity": "auto",
 }
 
 
@@ -95,13 +105,15 @@ class Sifa(Method):
             raise ConfigError(f"sifa: unknown parameter(s) {sorted(unknown)} (known: {sorted(DEFAULTS)})")
         super().__init__({**DEFAULTS, **params}, num_classes, precision)
         p = self.params
+        if p["intensity"] not in MODES:
+            raise ConfigError(f"sifa: intensity '{p['intensity']}' is not one of {list(MODES)}")
         w = float(p["width"])
         self.warm_ranges: dict[str, UnitRange] | None = None
         self.g_t = self._generator(p, w).to(self.device)
         self.seg = SifaSegmenter(
             num_classes, w, int(p["downsamplings"]), bool(p["deep_supervision"]), p["image_size"]
         ).to(self.device)
-        self.dec = SifaDecoder(w, int(p["downsamplings"]), bool(p["decoder_skip"])).to(self.device)
+        self.dec = SifaDecoder(w, int(p["downsamplings"]), bool(p["decoder_skip"]), float(p["decoder_dropout"])).to(self.device)
         ndf = int(p["ndf"] or scaled(64, w))
         layers = int(p["d_layers"])
         self.d_t = PatchDiscriminator(ndf, layers).to(self.device)
@@ -129,26 +141,31 @@ class Sifa(Method):
 
     def _generator(self, p: Mapping[str, Any], width: float) -> ResnetGenerator:
         if p["warm_start"]:
-            payload = torch.load(str(p["warm_start"]), map_location="cpu", weights_only=False)
+            payload = torch.load(str(p["warm_start"]), map_location="cpu", weights_only=True)
             arch = payload.get("architecture", {})
             if arch.get("kind") != "resnet_generator" or "intensity_ranges" not in payload:
                 raise ConfigError(f"sifa warm_start: {p['warm_start']} is not a CycleGAN translator model (architecture {arch.get('kind')!r})")
             g = ResnetGenerator(**arch["kwargs"])
             g.load_state_dict(payload["state_dict"])
-            self.warm_ranges = {k: UnitRange(**v) for k, v in payload["intensity_ranges"].items()}
+            self.warm_ranges = {k: UnitRange.from_dict(v) for k, v in payload["intensity_ranges"].items()}
             return g
         gen = {"ngf": scaled(32, width), "n_blocks": 9, "skip": True, **(p["generator"] or {})}
         return ResnetGenerator(**gen)
 
     # -- data -------------------------------------------------------------------------------
     def prepare(self, data: TrainData) -> TrainData:
-        """Map both domains to [-1, 1] (training-split percentiles, or the warm start's ranges) and
-        to `image_size`; the target range is stored in the segmenter for inference."""
+        """Map both domains to [-1, 1] (`intensity` mode, or the warm start's ranges) and to
+        `image_size`; the target range and mode are stored in the segmenter for inference."""
         assert data.source is not None and data.target is not None
-        ranges = self.warm_ranges or {"source": UnitRange.fit(data.source.images), "target": UnitRange.fit(data.target.images)}
+        mode = str(self.params["intensity"])
+        ranges = self.warm_ranges or {
+            "source": unit_range_for(data.source.images, data.source.intensity_space, mode, "source"),
+            "target": unit_range_for(data.target.images, data.target.intensity_space, mode, "target"),
+        }
         self.ranges = ranges
         t = ranges["target"]
         self.seg.intensity_range.copy_(torch.tensor([t.low, t.high]))
+        self.seg.intensity_mode = t.mode
         size = tuple(int(s) for s in (self.params["image_size"] or data.source.images.shape[-2:]))
         step = max(4, 2 ** int(self.params["downsamplings"]))
         if len(size) != 2 or any(s % step for s in size) or tuple(data.target.images.shape[-2:]) != tuple(data.source.images.shape[-2:]):
@@ -159,7 +176,7 @@ class Sifa(Method):
         out = []
         for s, r in ((data.source, ranges["source"]), (data.target, ranges["target"])):
             images, labels = _resized(r.to_unit(s.images), s.labels, size)  # type: ignore[arg-type]
-            out.append(SliceSet(images, labels, s.cases, s.modality))
+            out.append(SliceSet(images, labels, s.cases, s.modality, s.intensity_space))
         return TrainData(source=out[0], target=out[1])
 
     # -- Method interface ---------------------------------------------------------------------
@@ -191,8 +208,20 @@ class Sifa(Method):
             "deep_supervision": bool(p["deep_supervision"]),
             "image_size": list(p["image_size"]) if p["image_size"] else None,
             "intensity_range": [low, high],
+            "intensity_mode": self.seg.intensity_mode,
         }
         return {"kind": "sifa_segmenter", "kwargs": kwargs}
+
+    def record(self) -> dict[str, Any]:
+        """What a reviewer needs beside the params: intensity mapping per domain (mode, range,
+        clamped fraction), the decoder's dropout and the training precision."""
+        ranges = getattr(self, "ranges", None) or {}
+        return {
+            "intensity": {k: r.to_dict() for k, r in ranges.items()},
+            "intensity_from_warm_start": self.warm_ranges is not None,
+            "decoder_dropout": float(self.params["decoder_dropout"]),
+            "precision": str(self.precision.dtype) if self.precision.dtype else "fp32",
+        }
 
     def inference_network(self) -> nn.Module:
         return self.seg

@@ -4,10 +4,13 @@
   auxiliary (deep-supervision) classifier C_2; its last `C512` stage feeds the main classifier C_1
   and the decoder U.
 * `SifaDecoder` (U): E's features back to a source-looking image (E∘U is the target -> source
-  generator); instance norm, output tanh(x + out) with the skip from the encoder's input image.
+  generator); instance norm, residual blocks with the official code's always-on dropout
+  (`decoder_dropout`, keep rate 0.75 there), output tanh(x + out) with the skip from the encoder's
+  input image.
 * `SifaSegmenter`: E + C_1 (+ C_2), the network kept for inference. It maps cached (z-scored)
-  intensities to [-1, 1] with the stored range, so it is applied to target slices like any
-  segmenter.
+  intensities to [-1, 1] with the stored range (`percentile` mode), or takes them as they are when
+  the cache is already in SIFA's fixed [-1, 1] space (`sifa_fixed`, the release), so it is applied
+  to target slices like any segmenter.
 
 All widths are the paper's times `width`; `downsamplings` (paper 3 = output stride 8) and
 `image_size` let the same code run the 256x256 paper scale and a small CPU demo scale.
@@ -22,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from xmodseg.networks import architecture
-from xmodseg.translation.layers import ResidualBlock, init_normal
 
 
 def scaled(channels: int, width: float) -> int:
@@ -103,24 +105,66 @@ class SifaEncoder(nn.Module):
         return self.high(aux), aux
 
 
-class SifaDecoder(nn.Module):
-    """U: conv 3x3 -> 128, 4 residual blocks, one stride-2 transposed conv per encoder pooling
-    (64, 64, 32 channels at the paper scale), conv 7x7 -> 1, tanh(x_in + out)."""
+def _trunc_normal(conv: nn.Module, std: float) -> None:
+    """TF's truncated normal initialiser (cut at two standard deviations), zero biases."""
+    assert isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
+    nn.init.trunc_normal_(conv.weight, 0.0, std, -2 * std, 2 * std)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
-    def __init__(self, width: float = 1.0, downsamplings: int = 3, skip: bool = True) -> None:
+
+class DecoderBlock(nn.Module):
+    """A residual block of SIFA's decoder U as the official code builds it (`build_resnet_block`
+    with instance norm): zero padding, 3x3 conv without bias, dropout, IN, ReLU, again without the
+    ReLU, then ReLU(x + out). The dropout is *always on* (TF's `tf.nn.dropout(keep_rate=0.75)`
+    there ignores the training flag); p = 0 switches it off."""
+
+    def __init__(self, channels: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm1 = nn.InstanceNorm2d(channels, affine=True)  # tf.contrib instance_norm: learned scale and centre
+        self.norm2 = nn.InstanceNorm2d(channels, affine=True)
+        self.dropout = float(dropout)
+        for conv in (self.conv1, self.conv2):
+            _trunc_normal(conv, 0.01)
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.dropout, training=True) if self.dropout > 0 else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self._drop(self.conv1(x))))
+        out = self.norm2(self._drop(self.conv2(out)))
+        return F.relu(x + out)
+
+
+class SifaDecoder(nn.Module):
+    """U: conv 3x3 -> 128, 4 residual blocks (`DecoderBlock`, dropout `dropout`), one stride-2
+    transposed conv per encoder pooling (64, 64, 32 channels at the paper scale), conv 7x7 -> 1,
+    tanh(x_in + out). Instance norm with learned affine parameters, as tf.contrib's."""
+
+    def __init__(self, width: float = 1.0, downsamplings: int = 3, skip: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"decoder dropout must be in [0, 1), got {dropout}")
         c512, c128 = scaled(512, width), scaled(128, width)
         ups = [scaled(w, width) for w in (64, 64, 32)[3 - downsamplings :]]
-        layers: list[nn.Module] = [nn.Conv2d(c512, c128, 3, padding=1), nn.InstanceNorm2d(c128), nn.ReLU(inplace=True)]
-        layers += [ResidualBlock(c128) for _ in range(4)]
+        first = nn.Conv2d(c512, c128, 3, padding=1, bias=False)
+        _trunc_normal(first, 0.02)
+        layers: list[nn.Module] = [first, nn.InstanceNorm2d(c128, affine=True), nn.ReLU(inplace=True)]
+        layers += [DecoderBlock(c128, dropout) for _ in range(4)]
         ch = c128
         for nxt in ups:
-            layers += [nn.ConvTranspose2d(ch, nxt, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(nxt), nn.ReLU(inplace=True)]
+            up = nn.ConvTranspose2d(ch, nxt, 3, stride=2, padding=1, output_padding=1)
+            _trunc_normal(up, 0.02)
+            layers += [up, nn.InstanceNorm2d(nxt, affine=True), nn.ReLU(inplace=True)]
             ch = nxt
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 1, 7)]
+        last = nn.Conv2d(ch, 1, 7, padding=3, bias=False)
+        _trunc_normal(last, 0.02)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
         self.skip = skip
-        init_normal(self)
+        self.dropout = float(dropout)
 
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         out = self.body(features)
@@ -139,8 +183,10 @@ class SifaSegmenter(nn.Module):
         deep_supervision: bool = True,
         image_size: Sequence[int] | None = None,
         intensity_range: Sequence[float] = (-1.0, 1.0),
+        intensity_mode: str = "percentile",
     ) -> None:
         super().__init__()
+        self.intensity_mode = intensity_mode  # "sifa_fixed": inputs are already in [-1, 1] (no map, no clamp)
         self.encoder = SifaEncoder(width, downsamplings)
         self.main_head = nn.Conv2d(self.encoder.channels, num_classes, 1)
         self.aux_head = nn.Conv2d(self.encoder.channels, num_classes, 1) if deep_supervision else None
@@ -156,6 +202,8 @@ class SifaSegmenter(nn.Module):
         return feats, main, aux
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        if self.intensity_mode == "sifa_fixed":
+            return x
         low, high = self.intensity_range[0], self.intensity_range[1]
         return (2 * (x - low) / (high - low) - 1).clamp(-1, 1)
 

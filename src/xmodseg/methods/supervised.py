@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from monai.losses import DiceCELoss
 from torch import nn
 
 from xmodseg import networks
 from xmodseg.methods import register
 from xmodseg.methods.base import DataNeeds, Method, TrainData
+from xmodseg.methods.ignore_label import DiceCE
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
 from xmodseg.training.schedules import make_schedule
@@ -35,7 +35,7 @@ class SupervisedSegmentation(Method):
         self.opt = torch.optim.Adam(
             self.net.parameters(), lr=float(self.params.get("lr", 1e-3)), weight_decay=float(self.params.get("weight_decay", 1e-5))
         )
-        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.loss = DiceCE()  # MONAI DiceCELoss; IGNORE_INDEX pixels excluded
         self.batch_size = int(self.params.get("batch_size", 8))
         self.sched = make_schedule(self.opt, str(self.params.get("lr_schedule", "constant")), int(self.params["iterations"]))
 
@@ -57,7 +57,7 @@ class SupervisedSegmentation(Method):
         images, labels = images.to(self.device), labels.to(self.device)
         with self.precision.autocast():
             logits = self.net(images)
-        loss = self.loss(logits.float(), labels.unsqueeze(1))
+        loss = self.loss(logits.float(), labels)
         self.backward_step(loss, self.opt)
         self.sched.step()
         return {"seg": float(loss.detach())}

@@ -100,6 +100,7 @@ def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: M
         "config_hash": trained.config_hash,
         "loop": asdict(trained.result),
         "precision": str(trained.precision.dtype) if trained.precision.dtype else "fp32",
+        "method_record": method.record(),
         "device": describe_device(trained.precision.device),
         "model_sha256": sha256_file(model_path),
         "provenance": provenance_block(),

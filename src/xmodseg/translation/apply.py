@@ -45,8 +45,10 @@ def translate_cache(
     tgt: UnitRange,
     device: torch.device,
     provenance: Mapping[str, Any],
+    intensity_space: str = "zscore",
 ) -> Path:
-    """Write the translated copy of every case of `source_cache` into `out_dir` (atomically)."""
+    """Write the translated copy of every case of `source_cache` into `out_dir` (atomically); its
+    images are in the target cache's `intensity_space`, which the manifest records."""
     source = Path(source_cache)
     manifest = load_manifest(source)
     out = Path(out_dir)
@@ -58,7 +60,16 @@ def translate_cache(
             shutil.copyfile(source / rec["label"], tmp / rec["label"])
             cases.append({**rec, "image_sha256": sha256_file(tmp / rec["image"])})
         shutil.copyfile(source / NORM_STATS, tmp / NORM_STATS)
-        write_json(tmp / MANIFEST, {**manifest, "cases": cases, "translated": dict(provenance), "source_manifest_sha256": sha256_file(source / MANIFEST)})
+        write_json(
+            tmp / MANIFEST,
+            {
+                **manifest,
+                "intensity_space": intensity_space,
+                "cases": cases,
+                "translated": dict(provenance),
+                "source_manifest_sha256": sha256_file(source / MANIFEST),
+            },
+        )
     return out
 
 

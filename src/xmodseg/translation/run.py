@@ -15,12 +15,12 @@ from xmodseg.methods.base import TrainData
 from xmodseg.slices import SliceSet, training_slices
 from xmodseg.training.run import cache_ids, data_record, fit_method, write_model
 from xmodseg.translation.apply import preview_grid, translate_cache, translation_quality
-from xmodseg.translation.intensity import UnitRange
+from xmodseg.translation.intensity import UnitRange, unit_range_for
 from xmodseg.translation.registry import get_translator
 
 
 def _unit(s: SliceSet, r: UnitRange) -> SliceSet:
-    return SliceSet(r.to_unit(s.images), None, s.cases, s.modality)
+    return SliceSet(r.to_unit(s.images), None, s.cases, s.modality, s.intensity_space)
 
 
 def train_translator(
@@ -41,7 +41,9 @@ def train_translator(
     cls = get_translator(translator)
     source = training_slices(source_cache, with_labels=False)
     target = training_slices(target_cache, with_labels=False)
-    r_s, r_t = UnitRange.fit(source.images), UnitRange.fit(target.images)
+    mode = str(params.get("intensity", "auto"))
+    r_s = unit_range_for(source.images, source.intensity_space, mode, f"source ({source_cache})")
+    r_t = unit_range_for(target.images, target.intensity_space, mode, f"target ({target_cache})")
     data = TrainData(source=_unit(source, r_s), target=_unit(target, r_t))
     trained = fit_method(
         cls,
@@ -83,6 +85,7 @@ def train_translator(
             r_t,
             device,
             {"translator": translator, "seed": int(seed), "model": str(model_path), "model_sha256": sidecar["model_sha256"]},
+            intensity_space=target.intensity_space,
         )
         quality = translation_quality(cache, Path(source_cache), target)
         preview_grid(generator, method.reconstruct, Path(source_cache), r_s, r_t, device, Path(preview_path))

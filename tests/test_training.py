@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from xmodseg.errors import TrainingDivergedError
+from xmodseg.errors import ConfigError, TrainingDivergedError, TrainingIncompleteError
 from xmodseg.methods import register
 from xmodseg.methods.base import DataNeeds, TrainData
 from xmodseg.methods.supervised import SourceOnly
@@ -153,3 +153,33 @@ def test_evaluation_writes_metrics_and_refuses_changed_ground_truth(caches, tiny
     with pytest.raises(InputDataError, match="ground truth changed since preprocessing"):
         evaluate_model(metrics_path=tmp_path / "m2.json", **kwargs)
     assert not (tmp_path / "m2.json").exists()
+
+
+def test_snapshots_of_the_last_k_checkpoints_are_kept_in_the_model_file(caches, tmp_path):
+    """`snapshots: 3` with checkpoints every 2 of 6 iterations keeps iterations 2 and 4 beside the
+    main (last) weights; each equals the weights of a run stopped there, also across a resume, and
+    the resume hash is that of the run without snapshots (what is learned does not change)."""
+    params = {**PARAMS, "snapshots": 3}
+    side = _train(caches, tmp_path, "snap", params=params)
+    assert side["snapshot_iterations"] == [2, 4, 6]
+    payload = torch.load(tmp_path / "snap" / "model.pt", weights_only=True)
+    assert [s["iteration"] for s in payload["snapshots"]] == [2, 4]
+    plain = _train(caches, tmp_path, "plain")
+    assert plain["config_hash"] == side["config_hash"]
+    assert "snapshots" not in torch.load(tmp_path / "plain" / "model.pt", weights_only=True)
+    for it, snap in zip((2, 4), payload["snapshots"]):
+        try:  # a run stopped early writes a model only if its snapshots exist
+            _train(caches, tmp_path, f"stop{it}", stop_at=it, params=params)
+        except TrainingIncompleteError:
+            assert it == 2
+        ckpt = torch.load(tmp_path / f"stop{it}" / "ckpt" / "last.pt", weights_only=False)
+        expected = ckpt["method"]["networks"]["segmenter"]
+        assert all(torch.equal(snap["state_dict"][k], v) for k, v in expected.items())
+    with pytest.raises(TrainingIncompleteError, match="snapshot of iteration 4 is missing"):
+        _train(caches, tmp_path, "resumed", stop_at=3, params=params)
+    _train(caches, tmp_path, "resumed", params=params)
+    resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
+    for a, b in zip(payload["snapshots"], resumed["snapshots"]):
+        assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+    with pytest.raises(ConfigError, match="train.snapshots"):
+        _train(caches, tmp_path, "toomany", params={**PARAMS, "snapshots": 5})

@@ -18,6 +18,7 @@ from xmodseg.errors import TrainingDivergedError
 from xmodseg.methods.base import Method, TrainData
 from xmodseg.training.checkpoint import load_checkpoint, save_checkpoint
 from xmodseg.training.seeding import rng_state, seed_everything, set_rng_state
+from xmodseg.training.snapshots import save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class LoopConfig:
     checkpoint_every: int = 200
     log_every: int = 20
     max_minutes: float | None = None  # stop early (recorded) instead of overrunning a budget
+    snapshot_iterations: tuple[int, ...] = ()  # checkpoint iterations whose inference weights are kept (see snapshots.py)
 
 
 @dataclass
@@ -89,6 +91,8 @@ def fit(
                 jl.write(json.dumps({"iteration": step, "s_per_it": round(s_it, 4), **losses}) + "\n")
                 jl.flush()
                 bar.set_postfix({"s/it": f"{s_it:.3f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
+            if step in cfg.snapshot_iterations:
+                save_snapshot(checkpoint_dir, step, config_hash, method.inference_network())
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save(method, sampler, step, config_hash, checkpoint_dir)
             if cfg.max_minutes is not None and (time.perf_counter() - t0) / 60.0 > cfg.max_minutes and step < end:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ from xmodseg.training.checkpoint import save_torch
 from xmodseg.training.device import Precision, choose_device, choose_precision, describe_device
 from xmodseg.training.loop import LoopConfig, LoopResult, fit
 from xmodseg.training.seeding import seed_everything
+from xmodseg.training.snapshots import collect_snapshots, snapshot_iterations
 
 log = logging.getLogger(__name__)
 
 LOOP_KEYS = ("iterations", "checkpoint_every", "log_every", "max_minutes")
-# Run-time knobs that do not change what is learned (on CPU): kept out of the resume hash.
-RUNTIME_KEYS = ("device", "max_minutes", "checkpoint_every", "log_every", "warm_start")  # warm start: its sha256 is in the data ids
+# Run-time knobs that do not change what is learned (on CPU): kept out of the resume hash. Which
+# checkpoints are kept as snapshots does not change the weights either.
+RUNTIME_KEYS = ("device", "max_minutes", "checkpoint_every", "log_every", "warm_start", "snapshots")  # warm start: its sha256 is in the data ids
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Trained:
     result: LoopResult
     config_hash: str
     precision: Precision
+    checkpoint_dir: str | os.PathLike[str] = ""
+    snapshot_iterations: tuple[int, ...] = ()
 
 
 def data_record(cache: str | os.PathLike[str], s: SliceSet | None, labels: bool) -> dict[str, Any] | None:
@@ -70,6 +74,8 @@ def fit_method(
     device = choose_device(str(params.get("device", "auto")))
     precision = choose_precision(device, str(params.get("amp", "auto")))
     loop_cfg = LoopConfig(seed=int(seed), **{k: params[k] for k in LOOP_KEYS if k in params})
+    snapshots = snapshot_iterations(loop_cfg.iterations, loop_cfg.checkpoint_every, int(params.get("snapshots", 1)))
+    loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots)
     hashed = {k: v for k, v in params.items() if k not in RUNTIME_KEYS}
     config_hash = sha256_json({"method": name, "params": hashed, "seed": int(seed), "data": dict(data_ids)})
     seed_everything(int(seed))  # network initialisation is part of what the seed fixes
@@ -82,7 +88,7 @@ def fit_method(
             f"{loop_cfg.iterations} iterations; the checkpoint in {checkpoint_dir} is kept and a rerun resumes from it"
         )
     log.info("%s: %d iterations in %.1f s (%.3f s/it)", name, result.iterations_done, result.seconds, result.seconds_per_iteration)
-    return Trained(method, result, config_hash, precision)
+    return Trained(method, result, config_hash, precision, checkpoint_dir, snapshots)
 
 
 def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: Mapping[str, Any], sidecar: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,11 +100,14 @@ def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: M
         "config_hash": trained.config_hash,
         **payload,
     }
+    if trained.snapshot_iterations:  # earlier checkpoints' weights, for the mean over the last k
+        full["snapshots"] = collect_snapshots(trained.checkpoint_dir, trained.snapshot_iterations, trained.config_hash)
     save_torch(full, model_path)
     side = {
         **sidecar,
         "config_hash": trained.config_hash,
         "loop": asdict(trained.result),
+        "snapshot_iterations": [*trained.snapshot_iterations, trained.result.iterations_done],
         "precision": str(trained.precision.dtype) if trained.precision.dtype else "fp32",
         "method_record": method.record(),
         "device": describe_device(trained.precision.device),

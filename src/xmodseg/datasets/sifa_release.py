@@ -1,17 +1,21 @@
 """A slice cache from the SIFA / PnP-AdaNet release: training slices from its tfrecords, test
 volumes from its heart-cropped `.nii` files, so methods train and are evaluated on exactly the
-papers' data.
+papers' data, decoded and oriented as SIFA's own code does.
 
 Both are already z-scored per volume; SIFA maps them to [-1, 1] with fixed constants
-(methods.md 2.7), and so does this cache. SIFA's evaluate.py flips the test arrays on nibabel axes
-0 and 1 (x and y) before slicing along axis 2 (z) to match the training orientation; here the flip
-is written into the cached grid's geometry (origin at the opposite corner, x and y direction
-columns negated), so predictions map back onto the released volume voxel for voxel with the
-usual `to_original_grid`.
+(methods.md 2.7), and so does this cache (`intensity_space: sifa_unit`).
+
+Test orientation. SIFA's evaluate.py loads a test volume with `medpy.io.load` (array indexed
+[x, y, z]), flips axes 0 and 1 and predicts the 2-D slices `data[..., k]`, indexed [x, y] like the
+training slices of the tfrecords. SimpleITK's array is [z, y, x], so cached slice k is
+`arr[k, ::-1, ::-1].T`. The cached array [k, x', y'] is written down as a 3-D grid of its own
+(`sifa_test_geometry`: x and y swapped and negated, origin at the last x and y voxel), so
+predictions map back onto the released volume voxel for voxel with the usual `to_original_grid`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,22 +24,51 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from xmodseg.atomic import atomic_dir, save_npy, write_json
-from xmodseg.datasets.tfrecord import SIFA_CLASSES, read_sifa_slices, sifa_to_unit_range
+from xmodseg.atomic import atomic_dir, write_json
+from xmodseg.datasets.tfrecord import (
+    SIFA_CLASSES,
+    SIFA_UNIT_SPACE,
+    TEST_PRECISION,
+    ignored_record,
+    intensity_record,
+    sifa_unit_range,
+    write_cached_case,
+    write_training_cases,
+)
 from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import geometry_dict, read_image
 from xmodseg.registry import DatasetSpec
 
+log = logging.getLogger(__name__)
 
-def flipped_xy_geometry(img: sitk.Image) -> dict[str, Any]:
-    """The grid of `img`'s array flipped along x and y (SimpleITK array axes 2 and 1)."""
-    nx, ny, _ = img.GetSize()
+# The cache's slices run along its first array axis: "axial" is the name SLICE_AXES gives axis 0.
+SLICE_AXIS = "axial"
+
+
+def sifa_test_orientation(arr: np.ndarray) -> np.ndarray:
+    """A SimpleITK [z, y, x] array as SIFA's test slices: [k] = flip(flip(medpy [x, y, z], 0), 1)[..., k]."""
+    return np.ascontiguousarray(np.transpose(arr[:, ::-1, ::-1], (0, 2, 1)))
+
+
+def sifa_test_geometry(img: sitk.Image) -> dict[str, Any]:
+    """The grid of `sifa_test_orientation(array of img)` seen as a 3-D image.
+
+    Its array [k, i, j] holds `img` voxel (x, y, z) = (nx-1-i, ny-1-j, k); as an image index
+    (j, i, k), so its x axis is `img`'s y reversed, its y axis `img`'s x reversed. The direction
+    matrix has the opposite determinant of `img`'s, which SimpleITK resamples like any other.
+    """
+    nx, ny, nz = img.GetSize()
+    sx, sy, sz = img.GetSpacing()
+    d = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+    direction = np.stack([-d[:, 1], -d[:, 0], d[:, 2]], axis=1)
     origin = img.TransformIndexToPhysicalPoint((nx - 1, ny - 1, 0))
-    d = np.asarray(img.GetDirection()).reshape(3, 3).copy()
-    d[:, 0] *= -1
-    d[:, 1] *= -1
-    return {"size": list(img.GetSize()), "spacing": list(img.GetSpacing()), "origin": list(origin), "direction": d.ravel().tolist()}
+    return {
+        "size": [ny, nx, nz],
+        "spacing": [float(sy), float(sx), float(sz)],
+        "origin": [float(v) for v in origin],
+        "direction": [float(v) for v in direction.ravel()],
+    }
 
 
 def build_cache(
@@ -50,60 +83,51 @@ def build_cache(
     if not tfrecords:
         raise InputDataError(f"{spec.name}/{modality}: no training tfrecords found")
     mod = spec.modality(modality)
-    images, labels = [], []
-    for _, s in read_sifa_slices(tfrecords):
-        images.append(sifa_to_unit_range(s.image[1], mod.kind))
-        labels.append(s.label)
-    img_all, lab_all = np.stack(images), np.stack(labels)
-    records = []
+    ignore = sorted(spec.labels.ignore)
     with atomic_dir(out) as tmp:
-        for k, start in enumerate(range(0, len(img_all), slices_per_case)):
-            case = f"tf{k:03d}"
-            records.append(_write(tmp, case, "train", img_all[start : start + slices_per_case], lab_all[start : start + slices_per_case], {}))
+        records, ignored = write_training_cases(tfrecords, mod.kind, tmp, slices_per_case)
         for case in mod.test_cases:
             image_path, label_path = spec.image_path(modality, case), spec.label_path(modality, case)
             img = read_image(image_path)
             lab = read_image(label_path, kind="label")
-            arr = sitk.GetArrayFromImage(img).astype(np.float32)[:, ::-1, ::-1]
-            lab_idx = spec.labels.to_indices(sitk.GetArrayFromImage(lab), label_path)[:, ::-1, ::-1]
+            arr = sitk.GetArrayFromImage(img)  # the file's own dtype, as medpy reads it
+            raw = sitk.GetArrayFromImage(lab)
+            n_ignored = int(np.count_nonzero(np.isin(raw, ignore))) if ignore else 0
+            if n_ignored:
+                log.info("%s: %d voxels with label values %s count as background (as in SIFA's evaluate.py)", label_path, n_ignored, ignore)
+            lab_idx = sifa_test_orientation(spec.labels.to_indices(raw, label_path))
             extra = {
                 "source_image": str(image_path),
                 "source_label": str(label_path),
                 "source_image_sha256": sha256_file(image_path),
                 "source_label_sha256": sha256_file(label_path),
                 "original_geometry": geometry_dict(img),
-                "resampled_geometry": flipped_xy_geometry(img),
+                "resampled_geometry": sifa_test_geometry(img),
                 "crop_start_zyx": [0, 0, 0],
-                "crop_extent_zyx": list(arr.shape),
+                "crop_extent_zyx": list(lab_idx.shape),
+                "ignored_label_voxels": n_ignored,  # raw `labels.ignore` values, background here
             }
-            records.append(_write(tmp, case, "test", sifa_to_unit_range(arr, mod.kind), lab_idx, extra))
+            image = sifa_unit_range(sifa_test_orientation(arr), mod.kind, TEST_PRECISION)
+            records.append(write_cached_case(tmp, case, "test", image, lab_idx, extra))
         manifest = {
             "format": 1,
             "dataset": spec.name,
             "modality": modality,
             "kind": mod.kind,
             "class_names": list(spec.labels.class_names) if spec.labels.class_names else SIFA_CLASSES,
-            "slice_axis": "axial",  # along the released volumes' third (z) axis, as SIFA's evaluate.py
-            "preprocess": {"source": "SIFA/PnP-AdaNet release", "intensity": "SIFA constants", "flip": "x and y, as evaluate.py"},
+            "slice_axis": SLICE_AXIS,  # cache array axis 0: the released volumes' third (z) axis, as evaluate.py
+            "preprocess": {
+                "source": "SIFA/PnP-AdaNet release",
+                "intensity": "SIFA constants",
+                "flip": "x and y, then slices indexed [x, y], as evaluate.py (medpy array flipped on axes 0 and 1)",
+            },
+            "intensity_space": SIFA_UNIT_SPACE,
+            "intensity": intensity_record(mod.kind),
             "norm_stats_sha256": sha256_json({"sifa_constants": mod.kind}),
             "training_tfrecords": {str(f): sha256_file(f) for f in tfrecords},
+            **ignored_record(ignored),
+            "test_ignored_label_voxels": {r["case"]: r["ignored_label_voxels"] for r in records if r["split"] == "test"},
             "cases": records,
         }
         write_json(tmp / "manifest.json", manifest)
     return Path(out)
-
-
-def _write(folder: Path, case: str, split: str, image: np.ndarray, label: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
-    save_npy(folder / f"{case}_image.npy", np.ascontiguousarray(image, dtype=np.float32))
-    save_npy(folder / f"{case}_label.npy", np.ascontiguousarray(label, dtype=np.uint8))
-    return {
-        "case": case,
-        "split": split,
-        **extra,
-        "image": f"{case}_image.npy",
-        "label": f"{case}_label.npy",
-        "shape": list(image.shape),
-        "image_sha256": sha256_file(folder / f"{case}_image.npy"),
-        "label_sha256": sha256_file(folder / f"{case}_label.npy"),
-        "classes_present": sorted(int(v) for v in np.unique(label)),
-    }

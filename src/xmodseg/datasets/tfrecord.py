@@ -3,8 +3,11 @@
 A TFRecord file is a sequence of records: uint64 length, uint32 masked CRC-32C of the length, the
 payload, uint32 masked CRC-32C of the payload. Each payload is a `tf.train.Example` protobuf whose
 features are `dsize_dim0..2` / `lsize_dim0..2` (int64) and `data_vol` / `label_vol` (raw float32
-bytes of a [256, 256, 3] array, C order). The readers of both papers take the image's 3 slices and
-channel 1 (the middle slice) of the label; label values are 0 bg, 1 MYO, 2 LAC, 3 LVC, 4 AA.
+bytes of a [256, 256, 3] array, C order; the released files carry the same label slice in all 3
+label channels). SIFA's reader (data_loader.py) feeds the network channel 1 (the middle slice) of
+the image and one-hot encodes channel 1 of the label with depth 5: values 0 bg, 1 MYO, 2 LAC,
+3 LVC, 4 AA, and the release's value 5 (about 4 % of the pixels) becomes an all-zero vector, i.e.
+no class. Here 5 becomes `labels.IGNORE_INDEX`, which every loss excludes.
 The length CRC is checked (it catches truncated or misaligned files); the payload CRC is not,
 because a pure-Python CRC-32C costs about a second per slice and the archive's sha256 already
 guarantees the bytes.
@@ -12,21 +15,35 @@ guarantees the bytes.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from xmodseg.atomic import atomic_dir, save_npy, write_json
 from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file
+from xmodseg.labels import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
 
 SIFA_CLASSES = ["background", "MYO", "LAC", "LVC", "AA"]
-# x' = 2 (x - a) / (b - a) - 1, no clipping: SIFA's constants for its z-scored tfrecords (methods.md 2.7)
+SIFA_NO_CLASS = 5  # the release's label value outside SIFA's 5 one-hot classes
+# x' = ((x - a) / (b - a)) * 2 - 1, no clipping: SIFA's constants for its z-scored data (methods.md 2.7)
 SIFA_INTENSITY = {"mr": (-1.8, 4.4), "ct": (-2.8, 3.2)}
+SIFA_FORMULA = "((x - a) / (b - a)) * 2 - 1"
+# The precision SIFA evaluates the formula in: data_loader.py in float32 (TF ops on the decoded
+# float32 slices, Python constants as float32 tensors); evaluate.py in float64 (numpy on a float64
+# batch), rounded to float32 when fed to the network.
+TRAIN_PRECISION = "float32"
+TEST_PRECISION = "float64"
+# The manifest's `intensity_space` of caches already in SIFA's [-1, 1] (models must not refit or clamp it)
+SIFA_UNIT_SPACE = "sifa_unit"
 
 _CRC_TABLE: list[int] = []
 
@@ -148,7 +165,7 @@ def parse_example(payload: bytes) -> dict[str, list]:
 @dataclass(frozen=True)
 class SifaSlice:
     image: np.ndarray  # [3, H, W] float32: the three consecutive slices
-    label: np.ndarray  # [H, W] uint8: the middle slice's labels (0..4)
+    label: np.ndarray  # [H, W] uint8: the middle label channel, 0..4, IGNORE_INDEX where the release has 5
 
 
 def decode_sifa_example(payload: bytes, source: str = "<record>") -> SifaSlice:
@@ -171,9 +188,12 @@ def decode_sifa_example(payload: bytes, source: str = "<record>") -> SifaSlice:
     else:
         raise InputDataError(f"{source}: label_vol has {lab.size} values for a {h}x{w} slice")
     values = np.unique(lab2d)
-    if not np.all(np.isin(values, np.arange(len(SIFA_CLASSES)))):
-        raise InputDataError(f"{source}: label values {values[~np.isin(values, np.arange(5))][:10].tolist()} outside 0..4")
-    return SifaSlice(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32), lab2d.astype(np.uint8))
+    bad = values[~np.isin(values, np.arange(SIFA_NO_CLASS + 1))]
+    if bad.size:
+        raise InputDataError(f"{source}: label values {bad[:10].tolist()} outside 0..{SIFA_NO_CLASS} (0..4 classes, {SIFA_NO_CLASS} no class)")
+    out = lab2d.astype(np.uint8)
+    out[lab2d == SIFA_NO_CLASS] = IGNORE_INDEX
+    return SifaSlice(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32), out)
 
 
 def read_sifa_slices(files: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[str, SifaSlice]]:
@@ -182,9 +202,89 @@ def read_sifa_slices(files: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[
             yield str(path), decode_sifa_example(payload, f"{path} record {i}")
 
 
-def sifa_to_unit_range(image: np.ndarray, modality: str) -> np.ndarray:
-    a, b = SIFA_INTENSITY[modality]
-    return (2.0 * (image - a) / (b - a) - 1.0).astype(np.float32)
+def sifa_unit_range(image: np.ndarray, kind: str, precision: str = TRAIN_PRECISION) -> np.ndarray:
+    """SIFA's fixed mapping to [-1, 1], one operation at a time in `precision` as SIFA does it
+    (TRAIN_PRECISION for the tfrecords, TEST_PRECISION for the test volumes), as float32.
+
+    Each step is rounded to `precision`, `b - a` included, so the result is SIFA's bit for bit;
+    one shared function keeps training and test inputs on the same scale.
+    """
+    if kind not in SIFA_INTENSITY:
+        raise InputDataError(f"modality kind '{kind}': SIFA's intensity constants exist for {sorted(SIFA_INTENSITY)}")
+    dt = np.dtype(precision)
+    a, b = (dt.type(v) for v in SIFA_INTENSITY[kind])
+    x = np.subtract(np.asarray(image, dtype=dt), a)
+    x = np.divide(x, np.subtract(b, a))
+    x = np.multiply(x, dt.type(2.0))
+    return np.subtract(x, dt.type(1.0)).astype(np.float32)
+
+
+def intensity_record(kind: str) -> dict[str, Any]:
+    """The manifest's `intensity` block of a cache in SIFA's unit space."""
+    a, b = SIFA_INTENSITY[kind]
+    return {"mode": "sifa_fixed", "a": a, "b": b, "formula": SIFA_FORMULA, "precision": {"train": TRAIN_PRECISION, "test": TEST_PRECISION}}
+
+
+def write_training_cases(
+    files: Sequence[str | os.PathLike[str]], kind: str, folder: Path, slices_per_case: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Decode the tfrecords as SIFA's reader does (middle image channel, float32 mapping, label 5
+    -> IGNORE_INDEX) into training pseudo-cases of `slices_per_case` slices in `folder`.
+
+    Returns the case records and, per file, the number of ignored (no class) pixels.
+    The files carry no subject ids; the groups only matter for bookkeeping: all are training data.
+    """
+    records: list[dict[str, Any]] = []
+    ignored: dict[str, int] = {}
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+
+    def flush() -> None:
+        case = f"tf{len(records):03d}"
+        img, lab = np.stack(images), np.stack(labels)
+        records.append(write_cached_case(folder, case, "train", img, lab, {}))
+        images.clear()
+        labels.clear()
+
+    for path in files:
+        n = 0
+        for i, payload in enumerate(read_records(path)):
+            s = decode_sifa_example(payload, f"{path} record {i}")
+            images.append(sifa_unit_range(s.image[1], kind, TRAIN_PRECISION))
+            labels.append(s.label)
+            n += int(np.count_nonzero(s.label == IGNORE_INDEX))
+            if len(images) == slices_per_case:
+                flush()
+        ignored[str(path)] = n
+        log.info("%s: %d pixels of label %d (no class) cached as %d (ignored by the losses)", path, n, SIFA_NO_CLASS, IGNORE_INDEX)
+    if images:
+        flush()
+    if not records:
+        raise InputDataError(f"no records in {len(files)} tfrecord files")
+    return records, ignored
+
+
+def write_cached_case(folder: Path, case: str, split: str, image: np.ndarray, label: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
+    save_npy(folder / f"{case}_image.npy", np.ascontiguousarray(image, dtype=np.float32))
+    save_npy(folder / f"{case}_label.npy", np.ascontiguousarray(label, dtype=np.uint8))
+    values = np.unique(label)
+    return {
+        "case": case,
+        "split": split,
+        **extra,
+        "image": f"{case}_image.npy",
+        "label": f"{case}_label.npy",
+        "shape": list(image.shape),
+        "image_sha256": sha256_file(folder / f"{case}_image.npy"),
+        "label_sha256": sha256_file(folder / f"{case}_label.npy"),
+        "classes_present": sorted(int(v) for v in values if v != IGNORE_INDEX),
+        "ignored_pixels": int(np.count_nonzero(label == IGNORE_INDEX)),
+    }
+
+
+def ignored_record(ignored: dict[str, int]) -> dict[str, Any]:
+    """Manifest keys for the training pixels without a class."""
+    return {"ignore_index": IGNORE_INDEX, "ignored_pixels": ignored, "ignored_pixels_total": int(sum(ignored.values()))}
 
 
 def tfrecords_to_cache(
@@ -195,38 +295,17 @@ def tfrecords_to_cache(
     modality: str,
     slices_per_case: int = 600,
 ) -> dict:
-    """Write the slices (middle channel, SIFA's [-1, 1] mapping) as a training-only slice cache.
+    """Write the slices exactly as SIFA's reader decodes them as a training-only slice cache.
 
     The files carry no subject ids; consecutive groups of `slices_per_case` slices (600 per case in
     the release) become pseudo-cases, which only matters for bookkeeping: all are training data.
     """
     if modality not in SIFA_INTENSITY:
         raise InputDataError(f"modality '{modality}': SIFA's tfrecords exist for {sorted(SIFA_INTENSITY)}")
-    images, labels = [], []
-    for _, s in read_sifa_slices(files):
-        images.append(sifa_to_unit_range(s.image[1], modality))
-        labels.append(s.label)
-    if not images:
-        raise InputDataError(f"no records in {len(files)} tfrecord files")
-    img, lab = np.stack(images), np.stack(labels)
-    cases = []
+    if not files:
+        raise InputDataError("no tfrecord files given")
     with atomic_dir(out) as tmp:
-        for k, start in enumerate(range(0, len(img), slices_per_case)):
-            case = f"tf{k:03d}"
-            save_npy(tmp / f"{case}_image.npy", img[start : start + slices_per_case])
-            save_npy(tmp / f"{case}_label.npy", lab[start : start + slices_per_case])
-            cases.append(
-                {
-                    "case": case,
-                    "split": "train",
-                    "image": f"{case}_image.npy",
-                    "label": f"{case}_label.npy",
-                    "shape": list(img[start : start + slices_per_case].shape),
-                    "image_sha256": sha256_file(tmp / f"{case}_image.npy"),
-                    "label_sha256": sha256_file(tmp / f"{case}_label.npy"),
-                    "classes_present": sorted(int(v) for v in np.unique(lab[start : start + slices_per_case])),
-                }
-            )
+        cases, ignored = write_training_cases(files, modality, tmp, slices_per_case)
         manifest = {
             "format": 1,
             "dataset": dataset,
@@ -235,7 +314,9 @@ def tfrecords_to_cache(
             "class_names": SIFA_CLASSES,
             "slice_axis": "coronal",
             "source": {"kind": "sifa_tfrecords", "files": [str(f) for f in files], "sha256": {str(f): sha256_file(f) for f in files}},
-            "intensity": {"mapping": "2 (x - a) / (b - a) - 1", "a_b": SIFA_INTENSITY[modality]},
+            "intensity_space": SIFA_UNIT_SPACE,
+            "intensity": intensity_record(modality),
+            **ignored_record(ignored),
             "cases": cases,
         }
         write_json(tmp / "manifest.json", manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -23,9 +24,10 @@ def body_mask(volume: np.ndarray) -> np.ndarray:
     return mask
 
 
-def crop_box(volume: np.ndarray, slice_axis: int, size: Sequence[int]) -> tuple[list[int], list[int]]:
+def crop_box(volume: np.ndarray, slice_axis: int, size: Sequence[int], *, whole_in_plane: bool = False) -> tuple[list[int], list[int]]:
     """Start index and size per array axis: `size` in-plane, centred on the body bounding box; full
-    body extent along the slicing axis. Starts may be negative or exceed the array (padding)."""
+    body extent along the slicing axis. Starts may be negative or exceed the array (padding).
+    `whole_in_plane`: the whole array in-plane (already resampled to `size`), nothing cropped."""
     mask = body_mask(volume)
     if not mask.any():
         mask = np.ones_like(mask)
@@ -35,6 +37,9 @@ def crop_box(volume: np.ndarray, slice_axis: int, size: Sequence[int]) -> tuple[
     start, extent = [0, 0, 0], [0, 0, 0]
     start[slice_axis], extent[slice_axis] = int(lo[slice_axis]), int(hi[slice_axis] - lo[slice_axis] + 1)
     for axis, n in zip(in_plane, size, strict=True):
+        if whole_in_plane:
+            start[axis], extent[axis] = 0, int(volume.shape[axis])
+            continue
         centre = (lo[axis] + hi[axis]) / 2.0
         start[axis] = int(np.floor(centre - n / 2.0 + 0.5))
         extent[axis] = int(n)
@@ -67,3 +72,18 @@ def uncrop(cropped: np.ndarray, start: Sequence[int], full_shape: Sequence[int],
     if (ov := _overlap(start, cropped.shape, full_shape)) is not None:
         out[ov[0]] = cropped[ov[1]]
     return out
+
+
+def label_crop_loss(label: np.ndarray, cropped: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """The fraction of labelled voxels (overall and per class) a crop removed: `label` before,
+    `cropped` after. Quality control only: labels never place the crop."""
+    n = len(class_names)
+    before = np.bincount(label.ravel(), minlength=n)[:n]
+    after = np.bincount(cropped.ravel(), minlength=n)[:n]
+    total, kept = int(before[1:].sum()), int(after[1:].sum())
+    return {
+        "fraction": (total - kept) / total if total else 0.0,
+        "per_class": {name: float((before[i] - after[i]) / before[i]) if before[i] else 0.0 for i, name in enumerate(class_names) if i},
+        "labelled_voxels": total,
+        "removed_voxels": total - kept,
+    }

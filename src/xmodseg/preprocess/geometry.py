@@ -7,7 +7,7 @@ Everything downstream assumes an axis-aligned LPS grid: numpy arrays from
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -52,17 +52,38 @@ def axis_aligned_grid(img: sitk.Image, spacing: Sequence[float]) -> sitk.Image:
     return ref
 
 
+def whole_extent_grid(img: sitk.Image, spacing: Sequence[float], fit: Mapping[int, int]) -> sitk.Image:
+    """Like `axis_aligned_grid`, but each physical axis in `fit` (0 x, 1 y, 2 z) gets exactly
+    `fit[axis]` voxels spanning the image's whole extent (spacing = extent / voxels), so a fixed
+    slice size holds the whole field of view instead of cropping it."""
+    ref = axis_aligned_grid(img, spacing)
+    lo, hi = physical_bounds(img)
+    sp, size = list(ref.GetSpacing()), list(ref.GetSize())
+    for axis, n in fit.items():
+        sp[axis], size[axis] = float(hi[axis] - lo[axis]) / int(n), int(n)
+    out = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    out.SetSpacing([float(s) for s in sp])
+    out.SetOrigin([float(o) for o in lo + np.asarray(sp) / 2.0])
+    out.SetDirection(np.eye(3).ravel().tolist())
+    return out
+
+
 def resample_like(img: sitk.Image, reference: sitk.Image, interpolator: str, default: float, pixel_id: int) -> sitk.Image:
     """Resample `img` onto `reference`'s grid with an identity transform (pure physical-space mapping)."""
     return sitk.Resample(img, reference, sitk.Transform(), INTERPOLATORS[interpolator], float(default), pixel_id)
 
 
 def resample_pair(
-    image: sitk.Image, label: sitk.Image | None, spacing: Sequence[float], interpolator: str = "linear"
+    image: sitk.Image,
+    label: sitk.Image | None,
+    spacing: Sequence[float],
+    interpolator: str = "linear",
+    fit: Mapping[int, int] | None = None,
 ) -> tuple[sitk.Image, sitk.Image | None]:
-    """Canonicalise and resample an image (linear/B-spline) and its label (nearest) to `spacing`."""
+    """Canonicalise and resample an image (linear/B-spline) and its label (nearest) to `spacing`,
+    or for the physical axes in `fit`, to that many voxels over the whole extent (`whole_extent_grid`)."""
     image = to_canonical(image)
-    ref = axis_aligned_grid(image, spacing)
+    ref = axis_aligned_grid(image, spacing) if fit is None else whole_extent_grid(image, spacing, fit)
     background = float(sitk.GetArrayViewFromImage(image).min())
     out_img = resample_like(image, ref, interpolator, background, sitk.sitkFloat32)
     out_lab = None

@@ -3,8 +3,16 @@
 Cache layout (one folder per data set and modality, written atomically as a whole):
     {case}_image.npy   float32 [slices, H, W], normalised
     {case}_label.npy   uint8   [slices, H, W], class indices
-    manifest.json      per case: split, shapes, spacing, geometry to map predictions back, sha256
+    manifest.json      per case: split, shapes, spacing, geometry to map predictions back, sha256,
+                       and the fraction of labelled voxels the crop removed (`label_crop_loss`)
     norm_stats.json    the training-split statistics used for every case
+
+In-plane field of view (`in_plane`): `fixed_spacing` resamples to `spacing` and crops `crop_size`
+voxels around the body, which cuts anatomy wider than the crop; `whole_slice` resamples each case
+so its whole in-plane extent fills `crop_size` (per-case in-plane spacing, as SIFA's whole
+abdominal slices resized to 256 x 256), so nothing is cropped in-plane. Either way the crop's
+label loss is measured per case: a warning for any loss, an error for a test case above
+`max_test_label_loss` if set (Dice on the cropped grid would not show what was cut).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from xmodseg.atomic import atomic_dir, save_npy, write_json
 from xmodseg.errors import ConfigError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_nonempty_image, check_pair_geometry, geometry_dict, read_image
-from xmodseg.preprocess.crop import crop_box, crop_pad
+from xmodseg.preprocess.crop import crop_box, crop_pad, label_crop_loss
 from xmodseg.preprocess.geometry import SLICE_AXES, resample_pair
 from xmodseg.preprocess.normalize import NormStats, apply_stats, fit_stats
 from xmodseg.registry import DatasetSpec, assert_no_test_cases
@@ -34,6 +42,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 NORM_STATS = "norm_stats.json"
 CACHE_FORMAT = 1
+IN_PLANE_MODES = ("fixed_spacing", "whole_slice")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,10 @@ class PreprocessConfig:
     interpolator: str = "linear"
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
     mr_percentiles: tuple[float, float] = (0.5, 99.5)
+    in_plane: str = "fixed_spacing"  # or "whole_slice": the whole in-plane extent resampled to crop_size
+    # Largest fraction of a class's voxels the crop may remove from a test case; None: only warn
+    # (the default, so configs written before this check keep running; the SIFA protocols set 0.01).
+    max_test_label_loss: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PreprocessConfig:
@@ -62,6 +75,11 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.crop_size: need two sizes >= 8, got {cfg.crop_size}")
         if cfg.ct_window[0] >= cfg.ct_window[1]:
             raise ConfigError(f"preprocess.ct_window: low must be below high, got {cfg.ct_window}")
+        if cfg.in_plane not in IN_PLANE_MODES:
+            raise ConfigError(f"preprocess.in_plane: '{cfg.in_plane}' is not one of {list(IN_PLANE_MODES)}")
+        limit = cfg.max_test_label_loss
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= limit <= 1):
+            raise ConfigError(f"preprocess.max_test_label_loss: need a fraction in [0, 1], got {cfg.max_test_label_loss}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +97,10 @@ class _Case:
 
 
 def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfig) -> _Case:
+    axis = SLICE_AXES[cfg.slice_axis]
+    whole = cfg.in_plane == "whole_slice"
+    # whole_slice: the in-plane physical axes (x y z = 2 1 0 of the [z, y, x] array) get crop_size voxels
+    fit = {2 - a: int(n) for a, n in zip([a for a in range(3) if a != axis], cfg.crop_size, strict=True)} if whole else None
     img_path, lab_path = spec.image_path(modality, case), spec.label_path(modality, case)
     image = read_image(img_path, kind="image")
     check_nonempty_image(image, img_path)
@@ -87,11 +109,12 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
     indices = spec.labels.to_indices(sitk.GetArrayFromImage(label), lab_path)
     label_idx = sitk.GetImageFromArray(indices)
     label_idx.CopyInformation(label)
-    res_img, res_lab = resample_pair(image, label_idx, cfg.spacing, cfg.interpolator)
+    res_img, res_lab = resample_pair(image, label_idx, cfg.spacing, cfg.interpolator, fit=fit)
     img_arr = sitk.GetArrayFromImage(res_img)
     lab_arr = sitk.GetArrayFromImage(res_lab)
-    axis = SLICE_AXES[cfg.slice_axis]
-    start, extent = crop_box(img_arr, axis, cfg.crop_size)
+    start, extent = crop_box(img_arr, axis, cfg.crop_size, whole_in_plane=whole)
+    cropped_label = crop_pad(lab_arr, start, extent, 0)
+    spacing_zyx = list(reversed(res_img.GetSpacing()))
     record = {
         "case": case,
         "split": spec.modality(modality).split_of(case),
@@ -103,13 +126,33 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
         "resampled_geometry": geometry_dict(res_img),
         "crop_start_zyx": start,
         "crop_extent_zyx": extent,
+        "slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis],
+        "label_crop_loss": label_crop_loss(lab_arr, cropped_label, spec.labels.class_names),
     }
-    return _Case(
-        case,
-        record["split"],
-        crop_pad(img_arr, start, extent, float(img_arr.min())),
-        crop_pad(lab_arr, start, extent, 0),
-        record,
+    return _Case(case, record["split"], crop_pad(img_arr, start, extent, float(img_arr.min())), cropped_label, record)
+
+
+def check_label_loss(cases: list[_Case], cfg: PreprocessConfig, where: str) -> None:
+    """Warn for every case whose crop removed labelled voxels; stop if a test case lost more than
+    `max_test_label_loss` of any class (its Dice would be computed on an amputated organ)."""
+    too_much = []
+    for c in cases:
+        loss = c.record["label_crop_loss"]
+        if not loss["removed_voxels"]:
+            continue
+        classes = ", ".join(f"{k} {v:.1%}" for k, v in loss["per_class"].items() if v > 0)
+        log.warning("%s case %s (%s): the crop removes %.1f%% of the labelled voxels (%s)", where, c.case, c.split, 100 * loss["fraction"], classes)
+        if c.split == "test" and cfg.max_test_label_loss is not None and max(loss["per_class"].values()) > cfg.max_test_label_loss:
+            too_much.append(f"{c.case} ({classes})")
+    if not too_much:
+        return
+    if cfg.in_plane == "whole_slice":  # nothing is cropped in-plane: the body found along the slicing axis is too short
+        fix = f"the body found from the image along the {cfg.slice_axis} axis ends before the labels; check these images"
+    else:
+        fix = f"use a larger preprocess.crop_size (now {list(cfg.crop_size)} voxels at {list(cfg.spacing)} mm) or preprocess.in_plane: whole_slice"
+    raise ConfigError(
+        f"{where}: the crop removes more than preprocess.max_test_label_loss = {cfg.max_test_label_loss:g} of a class "
+        f"from test case(s) {'; '.join(too_much)}: {fix}"
     )
 
 
@@ -118,6 +161,7 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
     mod = spec.modality(modality)
     axis = SLICE_AXES[cfg.slice_axis]
     cases = [_load_case(spec, modality, c, cfg) for c in mod.cases]
+    check_label_loss(cases, cfg, f"{spec.name}/{modality}")
     train = {c.case: c.image for c in cases if c.split == "train"}
     assert_no_test_cases(list(train), mod, "normalisation statistics")
     stats = fit_stats(train, mod.kind, ct_window=cfg.ct_window, mr_percentiles=cfg.mr_percentiles)
@@ -133,7 +177,9 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
             "kind": mod.kind,
             "class_names": list(spec.labels.class_names),
             "slice_axis": cfg.slice_axis,
-            "slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis],
+            # whole_slice: the in-plane spacing differs per case (each record's `slice_spacing`)
+            **({"slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis]} if cfg.in_plane == "fixed_spacing" else {}),
+            "intensity_space": "zscore",
             "preprocess": cfg.to_dict(),
             "norm_stats_sha256": sha256_json(stats.to_dict()),
             "cases": records,

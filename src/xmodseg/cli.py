@@ -141,7 +141,27 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from xmodseg.report import build_report
 
-    build_report(args.metrics, args.out, title=args.title, translation=args.translation, anatomy=args.anatomy, reference=args.reference)
+    build_report(
+        args.metrics,
+        args.out,
+        title=args.title,
+        translation=args.translation,
+        anatomy=args.anatomy,
+        reference=args.reference,
+        comparisons=args.comparisons,
+        source_kinds=args.source_kinds,
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from xmodseg.atomic import write_json
+    from xmodseg.compare import compare_files, format_comparison, resolve_experiment
+
+    files = [resolve_experiment(spec, args.metrics_root, args.dataset) for spec in (args.exp_a, args.exp_b)]
+    result = compare_files(*files)
+    print(format_comparison(result))
+    if args.json:
+        write_json(args.json, result.to_dict())
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -289,7 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="report folder")
     s.add_argument("--title", default="xmodseg report")
     s.add_argument("--reference", type=_json_arg, default=None, help="published numbers to compare with (the config's `reference`)")
+    s.add_argument("--comparisons", type=_json_arg, default=[], help="extra [[A, B], ...] experiment pairs (the config's `report.comparisons`)")
+    s.add_argument("--source-kinds", type=_json_arg, default=None, help="{modality: data-set source kind}: is the SIFA-compatible grid the release's?")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("compare", help="paired differences A - B of Dice/ASSD per (test volume, seed), bootstrap 95%% CI")
+    s.add_argument("exp_a", metavar="EXP_A", help="experiment name, a metrics.json, or a folder with seed*/metrics.json")
+    s.add_argument("exp_b", metavar="EXP_B", help="the experiment to compare with (same target)")
+    s.add_argument("--metrics-root", default="results/evaluation", help="where experiment names are looked up (<root>/<dataset>/<exp>/seed*/metrics.json)")
+    s.add_argument("--dataset", default=None, help="data set folder under the root (needed when a name exists for several)")
+    s.add_argument("--json", default=None, help="also write the full result as JSON here")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("dvc-yaml", help="write dvc.yaml (one DVC stage per Snakemake target) for a config")
     s.add_argument("--configfile", default="config/config.yaml")

@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 from xmodseg.atomic import atomic_path, write_json, write_text
+from xmodseg.compare import CONFIDENCE, N_RESAMPLES, RNG_SEED, Comparison, compare_docs, format_diff, format_interval, format_p, pairs_text, rows
+from xmodseg.compare import METRICS as COMPARED
+from xmodseg.errors import ConfigError, InputDataError
 
 METRIC_KEYS = {"dice": "Dice", "assd_mm": "ASSD (mm)", "sifa_dice": "Dice (SIFA-compatible)", "sifa_assd_vox": "ASSD (voxels, SIFA-compatible)"}
 
@@ -62,11 +65,16 @@ def long_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def method_label(exp: Mapping[str, Any]) -> str:
     """Row label: the config's `label` if given (ablation rows), else the method, plus the
-    translator kind for translation-based methods."""
+    translator kind for translation-based methods, plus the experiment's `scale` note (how the run
+    departs from the paper's method), so a reduced run is never read as the published one."""
+    extra = [str(exp["scale"])] if exp.get("scale") else []
     if exp.get("label"):
-        return str(exp["label"])
-    translator = exp.get("translator_kind") or exp.get("translator")
-    return f"{exp['method']} ({translator})" if translator else exp["method"]
+        base = str(exp["label"])
+    else:
+        base = str(exp["method"])
+        translator = exp.get("translator_kind") or exp.get("translator")
+        extra = [str(translator), *extra] if translator else extra
+    return f"{base} ({'; '.join(extra)})" if extra else base
 
 
 def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
@@ -196,39 +204,185 @@ def build_report(
     translation: Sequence[str | os.PathLike[str]] = (),
     anatomy: Sequence[str | os.PathLike[str]] = (),
     reference: Mapping[str, Any] | None = None,
+    comparisons: Sequence[Sequence[str]] = (),
+    source_kinds: Mapping[str, str] | None = None,
 ) -> None:
+    """summary.md/csv, comparisons.csv, the bar plot and overlays. `comparisons`: explicit
+    (A, B) experiment pairs on top of the default claims; `source_kinds`: {modality: the data
+    set's source kind}, which says whether SIFA-compatible numbers are on the release grid."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = _load(metrics_files)
     summary = seed_summary(long_table(docs))
     with atomic_path(out_dir / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6f")
+    made, notes = run_comparisons(docs, comparisons)
+    write_comparisons_csv(made, out_dir / "comparisons.csv")
     bar_plot(summary, out_dir / "dice_bar.png")
     overlays = _overlays(docs, out_dir)
-    md = _markdown(title, summary, docs, overlays)
+    md = _markdown(title, summary, docs, overlays, claims_section(made, notes))
     if reference:
-        md += reference_section(summary, reference)
+        md += reference_section(summary, reference, source_kinds)
     if translation:
         md += translation_section(translation, anatomy, out_dir)
     write_text(out_dir / "summary.md", md)
 
 
-def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any]) -> str:
-    """Our mean Dice next to the published one (both in %), per experiment named in `reference`."""
-    dice = summary[summary["metric"] == "dice"]
+def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], source_kinds: Mapping[str, str] | None = None) -> str:
+    """Our SIFA-compatible mean Dice next to the published one (both in %), per experiment named
+    in `reference`, with the grid it was computed on: only the SIFA/PnP-AdaNet release grid
+    (source kind `sifa_release`) is the papers' grid."""
+    dice = summary[summary["metric"] == "sifa_dice"]
     classes = list(dict.fromkeys(dice["class"]))
-    lines = ["\n## Published numbers (Dice %, ours / paper)\n", "| experiment | paper | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+    lines = [
+        "\n## Published numbers (SIFA-compatible Dice %, ours / paper)\n",
+        "| experiment | method | grid | paper | " + " | ".join(classes) + " |",
+        "|---|---|---|---|" + "---|" * len(classes),
+    ]
     for exp, ref in reference.items():
-        ours = {r["class"]: r["mean"] for _, r in dice[dice["experiment"] == exp].iterrows()}
-        if not ours:
+        sel = dice[dice["experiment"] == exp]
+        if sel.empty:
             continue
+        ours = {r["class"]: r["mean"] for _, r in sel.iterrows()}
         cells = []
         for c in classes:
             o = "N/A" if math.isnan(ours.get(c, math.nan)) else f"{100 * ours[c]:.1f}"
             p = ref.get("dice", {}).get(c)
             cells.append(f"{o} / {p if p is not None else '–'}")
-        lines.append(f"| {exp} | {ref.get('source', '')} | " + " | ".join(cells) + " |")
+        method, target = sel["method"].iloc[0], sel["target"].iloc[0]
+        lines.append(f"| {exp} | {method} | {_grid(source_kinds, target)} | {ref.get('source', '')} | " + " | ".join(cells) + " |")
+    lines.append(
+        "\nOurs: `sifa_dice`, Dice on the preprocessed grid as SIFA's evaluate.py computes it. It is comparable with the "
+        "papers only when the run used the SIFA/PnP-AdaNet release grid (data-set source kind `sifa_release`, "
+        "grid `release`); on our own preprocessing it is a different grid and sampling, so a row there is a "
+        "reference point, not a reproduction. Scan-grid Dice and ASSD (mm) are in the tables above.\n"
+    )
     return "\n".join(lines) + "\n"
+
+
+def _grid(source_kinds: Mapping[str, str] | None, target: str) -> str:
+    if source_kinds is None or target not in source_kinds:
+        return "unknown"
+    kind = source_kinds[target]
+    return "release" if kind == "sifa_release" else f"own ({kind})"
+
+
+# ---- claims: paired differences between experiments (xmodseg.compare) ---------------------------
+
+COMPARISON_COLUMNS = [
+    "experiment_a", "experiment_b", "target", "metric", "class", "mean_diff", "ci_low", "ci_high",
+    "n_pairs", "n_volumes", "n_seeds", "n_dropped", "n_a_better", "n_b_better", "sign_test_p", "verdict",
+]
+
+
+def _is_adaptation(method: str) -> bool:
+    """Unsupervised adaptation: the method's class declares target images and no target labels."""
+    from xmodseg.methods import get_method
+
+    try:
+        needs = get_method(method).needs
+    except KeyError:
+        return False
+    return bool(needs.target_images and not needs.target_labels)
+
+
+def default_pairs(experiments: Mapping[str, Mapping[str, Any]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every adaptation experiment against the first translate_then_segment experiment of its
+    direction, and both against the first source_only one; notes for references that are missing."""
+    def first(method: str, direction: tuple[str, str]) -> str | None:
+        return next((n for n, e in experiments.items() if e["method"] == method and (e["source"], e["target"]) == direction), None)
+
+    pairs: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for name, exp in experiments.items():
+        if not _is_adaptation(exp["method"]):
+            continue
+        direction = (exp["source"], exp["target"])
+        arrow = f"{direction[0].upper()}→{direction[1].upper()}"
+        t2s, source_only = first("translate_then_segment", direction), first("source_only", direction)
+        for ref, method in ((t2s, "translate_then_segment"), (source_only, "source_only")):
+            if ref is None:
+                notes.append(f"{name} not compared with {method}: no {method} experiment for {arrow}.")
+            else:
+                pairs.append((name, ref))
+        if t2s is not None and source_only is not None:
+            pairs.append((t2s, source_only))
+    return list(dict.fromkeys(pairs)), notes
+
+
+def run_comparisons(docs: Sequence[Mapping[str, Any]], explicit: Sequence[Sequence[str]] = ()) -> tuple[list[Comparison], list[str]]:
+    """The default pairs (skipped with a note when they cannot be paired) and the explicit
+    `report.comparisons` pairs (an error when they cannot)."""
+    by_exp: dict[str, list[Mapping[str, Any]]] = {}
+    for d in docs:
+        by_exp.setdefault(d["experiment"]["name"], []).append(d)
+    experiments = {name: ds[0]["experiment"] for name, ds in by_exp.items()}
+    pairs, notes = default_pairs(experiments)
+    made = []
+    for a, b in pairs:
+        try:
+            made.append(compare_docs(by_exp[a], by_exp[b]))
+        except InputDataError as exc:
+            notes.append(f"{a} not compared with {b}: {exc}")
+    for i, pair in enumerate(explicit):
+        if len(pair) != 2:
+            raise ConfigError(f"report.comparisons[{i}]: {list(pair)} is not a pair [A, B] of experiment names")
+        a, b = str(pair[0]), str(pair[1])
+        for n in (a, b):
+            if n not in by_exp:
+                raise ConfigError(f"report.comparisons[{i}]: '{n}' is not an experiment of this report (have: {sorted(by_exp)})")
+        if (a, b) in pairs:
+            continue
+        try:
+            made.append(compare_docs(by_exp[a], by_exp[b]))
+        except InputDataError as exc:
+            raise ConfigError(f"report.comparisons[{i}]: {exc}; remove the pair or fix the experiments") from None
+        pairs.append((a, b))
+    return made, notes
+
+
+def write_comparisons_csv(comparisons: Sequence[Comparison], path: Path) -> None:
+    table = pd.DataFrame([r for c in comparisons for r in rows(c)], columns=COMPARISON_COLUMNS)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+
+
+def claims_section(comparisons: Sequence[Comparison], notes: Sequence[str]) -> str:
+    """Paired differences as a Markdown section (headers never start with `method | direction`,
+    the audit's marker for a table of reported numbers)."""
+    parts = [
+        "\n## Claims (paired differences, bootstrap 95% CI)\n\n",
+        "A − B per (target test volume, seed) pair: the same test volume and the same training seed in both "
+        "experiments, of the per-volume mean over the foreground classes (per class for Dice below). Mean over pairs "
+        f"with a percentile bootstrap {CONFIDENCE:.0%} interval ({N_RESAMPLES:,} resamples of the pairs, RNG seed {RNG_SEED}; "
+        "`xmodseg compare A B` prints the same). Dice: positive = A better; ASSD: negative = A better; a pair with an "
+        "undefined ASSD (an empty mask) is dropped and counted. The unit is the (volume, seed) pair and n is small "
+        "(e.g. 4 test volumes × 1 seed = 4 pairs); pairs sharing a volume or a seed are not independent and a "
+        "percentile bootstrap is too narrow at such n (4 same-signed differences always give an interval that "
+        "excludes 0, where an exact sign test gives p = 0.125), so an interval describes these runs on these volumes, "
+        "not patients in general. Also in `comparisons.csv`.\n\n",
+    ]
+    if comparisons:
+        parts.append("| A | B | direction | metric | A − B | 95% CI | pairs (volumes × seeds) | A better in | verdict |\n")
+        parts.append("|---|---|---|---|---|---|---|---|---|\n")
+        for c in comparisons:
+            for d in c.differences:
+                if d.cls != "mean":
+                    continue
+                parts.append(
+                    f"| {c.a} | {c.b} | {c.directions[0]} | {COMPARED[d.metric][0]} | {format_diff(d.mean_diff)} | {format_interval(d)} | "
+                    f"{pairs_text(c, d)} | {d.n_a_better} of {d.n_pairs} (sign test p {format_p(d.sign_test_p)}) | {c.verdict_text(d)} |\n"
+                )
+        classes = list(dict.fromkeys(d.cls for c in comparisons for d in c.differences if d.metric == "dice" and d.cls != "mean"))
+        parts.append("\nDice per class, A − B [95% CI]:\n\n| A | B | " + " | ".join(classes) + " |\n|---|---|" + "---|" * len(classes) + "\n")
+        for c in comparisons:
+            cells = {d.cls: f"{format_diff(d.mean_diff)} {format_interval(d)}" for d in c.differences if d.metric == "dice"}
+            parts.append(f"| {c.a} | {c.b} | " + " | ".join(cells.get(k, "–") for k in classes) + " |\n")
+    else:
+        parts.append("No comparison: no adaptation experiment with a reference in its direction, and no `report.comparisons`.\n")
+    if notes:
+        parts.append("\n" + "".join(f"- {n}\n" for n in notes))
+    return "".join(parts)
 
 
 def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
@@ -246,7 +400,7 @@ def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
     return made
 
 
-def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], overlays: Mapping[str, str]) -> str:
+def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], overlays: Mapping[str, str], claims: str = "") -> str:
     parts = [f"# {title}\n"]
     parts.append(
         "Target-domain test volumes, 3D per volume. Values are mean ± std: std over seeds when an experiment "
@@ -256,6 +410,7 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], ove
     for key, label in METRIC_KEYS.items():
         parts.append(f"\n## {label}\n\n" + markdown_table(summary, key))
     parts.append("\n![Dice per class](dice_bar.png)\n")
+    parts.append(claims)
     if overlays:
         parts.append("\n## Overlays (target image, ground truth, prediction)\n")
         for name, png in overlays.items():

@@ -14,6 +14,20 @@ rule aggregate:
         "xmodseg aggregate --metrics {input} --out {output} > {log} 2>&1"
 
 
+def report_comparisons():
+    """`report.comparisons`, checked while the workflow is parsed (not after hours of training)."""
+    pairs = config.get("report", {}).get("comparisons", [])
+    for i, (a, b) in enumerate(pairs):
+        for name in (a, b):
+            if name not in EXPERIMENTS:
+                raise ValueError(f"report.comparisons[{i}]: '{name}' is not in experiments ({sorted(EXPERIMENTS)})")
+        if EXPERIMENTS[a]["target"] != EXPERIMENTS[b]["target"]:
+            raise ValueError(f"report.comparisons[{i}]: {a} and {b} have different targets; paired differences need the same test volumes")
+        if not set(EXPERIMENTS[a]["seeds"]) & set(EXPERIMENTS[b]["seeds"]):
+            raise ValueError(f"report.comparisons[{i}]: {a} and {b} have no seed in common; pairs are (test volume, seed)")
+    return pairs
+
+
 rule report:
     input:
         metrics=all_seed_metrics(),
@@ -23,6 +37,7 @@ rule report:
         md=report("results/report/summary.md", caption="../report/summary.rst", category="Summary"),
         csv=report("results/report/summary.csv", caption="../report/summary.rst", category="Summary"),
         bar=report("results/report/dice_bar.png", caption="../report/dice_bar.rst", category="Summary"),
+        comparisons=report("results/report/comparisons.csv", caption="../report/comparisons.rst", category="Summary"),
         overlays=report(
             expand("results/report/overlay_{exp}.png", exp=EXPERIMENTS),
             caption="../report/overlay.rst",
@@ -31,6 +46,8 @@ rule report:
     params:
         title=as_arg(config.get("report", {}).get("title", "xmodseg report")),
         reference=lambda w: f"--reference {as_arg(config['reference'])}" if config.get("reference") else "",
+        comparisons=as_arg(report_comparisons()),
+        source_kinds=as_arg({m: DATASET.source_of(m).get("kind", "") for m in DATASET.modalities}),
     log:
         "logs/report/report.log",
     benchmark:
@@ -39,4 +56,5 @@ rule report:
         ENV
     shell:
         "xmodseg report --metrics {input.metrics} --translation {input.translation} --anatomy {input.anatomy} "
-        "--out results/report --title {params.title} {params.reference} > {log} 2>&1"
+        "--out results/report --title {params.title} {params.reference} --comparisons {params.comparisons} "
+        "--source-kinds {params.source_kinds} > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""Tests for xmodseg.metrics: hand-computed values, empty-mask rule, spacing, reference libraries."""
+"""Tests for xmodseg.metrics: hand-computed values, empty-mask rule, spacing, reference libraries,
+and the SIFA-compatible (medpy 0.4) definitions next to ours."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from xmodseg.metrics import assd, dice, per_class_metrics, summarise, surface_distances
+from xmodseg.labels import IGNORE_INDEX
+from xmodseg.metrics import (
+    assd,
+    dice,
+    per_class_metrics,
+    sifa_assd,
+    sifa_dice,
+    sifa_per_class_metrics,
+    summarise,
+    surface_distances,
+)
 
 ISO3 = (1.0, 1.0, 1.0)
 
@@ -231,6 +242,150 @@ def test_matches_monai(seed, spacing):
         pred[None, None], gt[None, None], include_background=True, symmetric=True, spacing=list(spacing)
     )
     assert assd(pred, gt, spacing) == pytest.approx(float(ref[0, 0]), rel=1e-6)
+
+
+# --- SIFA-compatible definitions (medpy 0.4) next to ours ---------------------------------------
+#
+# medpy 0.4 (what SIFA's evaluate.py ran): assd = (mean directed pred->gt + mean directed gt->pred)/2,
+# dc = 0 when both masks are empty, assd raises on an empty mask (NaN here). Ours (medpy >= 0.5,
+# MONAI): assd = mean of all distances of both directions pooled, both empty -> Dice 1, ASSD 0.
+# The cases below have surfaces with different voxel counts, where the two ASSDs differ.
+
+
+def test_line_of_three_vs_one_voxel_beside_it():
+    """gt: a 1x1x3 line (every voxel is surface); pred: one voxel next to the line's middle.
+
+    pred->gt: 1. gt->pred: sqrt2, 1, sqrt2.
+    medpy 0.4: (1 + (1 + 2*sqrt2)/3) / 2 = (2 + sqrt2)/3 ~ 1.1381.
+    pooled:    (1 + 1 + 2*sqrt2) / 4     = (1 + sqrt2)/2 ~ 1.2071.
+    """
+    gt = np.zeros((5, 5, 5), dtype=bool)
+    pred = np.zeros_like(gt)
+    gt[2, 2, 1:4] = True
+    pred[2, 1, 2] = True
+    sifa_expected = (2 + math.sqrt(2)) / 3
+    pooled_expected = (1 + math.sqrt(2)) / 2
+    assert sifa_assd(pred, gt) == pytest.approx(sifa_expected, rel=1e-12)
+    assert sifa_assd(gt, pred) == pytest.approx(sifa_expected, rel=1e-12)  # symmetric
+    assert assd(pred, gt, ISO3) == pytest.approx(pooled_expected, rel=1e-12)
+    assert abs(sifa_expected - pooled_expected) > 0.06
+    assert sifa_dice(pred, gt) == dice(pred, gt) == 0.0
+    # Spacing 2 along the offset axis (y): pred->gt 2; gt->pred sqrt5, 2, sqrt5.
+    sp = (1.0, 2.0, 1.0)
+    assert sifa_assd(pred, gt, sp) == pytest.approx((2 + (2 + 2 * math.sqrt(5)) / 3) / 2, rel=1e-12)
+    assert assd(pred, gt, sp) == pytest.approx((2 + 2 + 2 * math.sqrt(5)) / 4, rel=1e-12)
+
+
+def test_line_of_three_vs_its_middle_voxel():
+    """pred (the middle voxel) lies on gt's surface: pred->gt 0; gt->pred 1, 0, 1.
+
+    medpy 0.4: (0 + 2/3) / 2 = 1/3; pooled: (0 + 1 + 0 + 1) / 4 = 1/2. Dice 2*1/(1+3) = 1/2.
+    """
+    gt = np.zeros((1, 3, 5), dtype=bool)  # the line touches the volume border: border is surface
+    gt[0, 1, 1:4] = True
+    pred = np.zeros_like(gt)
+    pred[0, 1, 2] = True
+    assert sifa_assd(pred, gt) == pytest.approx(1 / 3, rel=1e-12)
+    assert assd(pred, gt, ISO3) == pytest.approx(1 / 2, rel=1e-12)
+    assert sifa_dice(pred, gt) == dice(pred, gt) == pytest.approx(0.5)
+
+
+def test_cube_vs_its_centre_voxel():
+    """gt: a 3x3x3 cube (26 surface voxels, centre interior); pred: the centre voxel only.
+
+    pred->gt: 1 (a face centre). gt->pred: 6 face centres at 1, 12 edges at sqrt2, 8 corners at
+    sqrt3. medpy 0.4: (1 + (6 + 12 sqrt2 + 8 sqrt3)/26) / 2 ~ 1.2062; pooled: (1 + 6 + 12 sqrt2 +
+    8 sqrt3) / 27 ~ 1.4073. Dice 2*1/(1+27) = 1/14.
+    """
+    gt = _box((7, 7, 7), slice(2, 5), slice(2, 5), slice(2, 5))
+    pred = np.zeros_like(gt)
+    pred[3, 3, 3] = True
+    gt_to_pred = 6 + 12 * math.sqrt(2) + 8 * math.sqrt(3)
+    assert sifa_assd(pred, gt) == pytest.approx((1 + gt_to_pred / 26) / 2, rel=1e-12)
+    assert assd(pred, gt, ISO3) == pytest.approx((1 + gt_to_pred) / 27, rel=1e-12)
+    assert sifa_dice(pred, gt) == dice(pred, gt) == pytest.approx(1 / 14)
+
+
+def test_boxes_of_different_size():
+    """gt: 3x3x3 cube at [1,4)^3; pred: a 3x3x1 plate, the cube's z=1 face, one voxel out: z=0.
+
+    pred->gt: all 9 plate voxels at 1 (straight up to the cube's bottom face).
+    gt->pred: bottom face (9) at 1; middle layer z=2: 8 ring voxels at 2 (centre is interior);
+    top face z=3 (9) at 3. Sum = 9 + 16 + 27 = 52 over 26 voxels = 2.
+    medpy 0.4: (1 + 2) / 2 = 1.5; pooled: (9 + 52) / 35 = 61/35 ~ 1.743. Dice 0 (no overlap).
+    """
+    gt = _box((6, 6, 6), slice(1, 4), slice(1, 4), slice(1, 4))
+    pred = _box((6, 6, 6), slice(0, 1), slice(1, 4), slice(1, 4))
+    d_pg, d_gp = surface_distances(pred, gt, ISO3)
+    np.testing.assert_allclose(np.sort(d_pg), [1.0] * 9)
+    np.testing.assert_allclose(np.sort(d_gp), [1.0] * 9 + [2.0] * 8 + [3.0] * 9)
+    assert sifa_assd(pred, gt) == pytest.approx(1.5, rel=1e-12)
+    assert assd(pred, gt, ISO3) == pytest.approx(61 / 35, rel=1e-12)
+    assert sifa_dice(pred, gt) == dice(pred, gt) == 0.0
+
+
+def test_same_voxel_counts_give_the_same_assd():
+    """With equal surface sizes the two definitions agree (the 3x3x3 cubes shifted by one)."""
+    pred = _box((7, 7, 7), slice(1, 4), slice(1, 4), slice(1, 4))
+    gt = _box((7, 7, 7), slice(2, 5), slice(1, 4), slice(1, 4))
+    assert sifa_assd(pred, gt) == pytest.approx(assd(pred, gt, ISO3), rel=1e-12) == pytest.approx(20 / 52)
+
+
+def test_sifa_empty_masks():
+    """Both empty: medpy 0.4 dc gives 0 (ours 1); its assd raised (NaN here; ours 0)."""
+    e = np.zeros((4, 5, 6), dtype=bool)
+    assert sifa_dice(e, e) == 0.0 and dice(e, e) == 1.0
+    assert math.isnan(sifa_assd(e, e)) and assd(e, e, ISO3) == 0.0
+    m = _box(e.shape, slice(1, 3), slice(1, 3), slice(1, 3))
+    for pred, gt in ((e, m), (m, e)):
+        assert sifa_dice(pred, gt) == 0.0 == dice(pred, gt)
+        assert math.isnan(sifa_assd(pred, gt)) and math.isnan(assd(pred, gt, ISO3))
+
+
+def test_sifa_assd_checks_spacing_and_shape():
+    m = _box((4, 4, 4), slice(1, 3))
+    with pytest.raises(ValueError, match="3 entries for a 2-D"):
+        sifa_assd(m[0], m[0], ISO3)
+    with pytest.raises(ValueError, match="positive"):
+        sifa_assd(m, m, (1.0, -1.0, 1.0))
+    with pytest.raises(ValueError, match=r"\(4, 4, 4\).*\(4, 4, 3\)"):
+        sifa_dice(m, m[..., :3])
+
+
+def test_sifa_per_class_metrics():
+    """Per class as SIFA's loop over c on (pred == c, label == c); IGNORE_INDEX in gt is no class."""
+    shape = (10, 10, 10)
+    gt = np.zeros(shape, dtype=np.uint8)
+    pred = np.zeros(shape, dtype=np.uint8)
+    gt[2, 2, 1:4] = 1
+    pred[2, 1, 2] = 1  # class 1: the line-vs-voxel case above
+    gt[6:8, 6:8, 6:8] = 2  # class 2: missed by pred
+    gt[0, 9, 9] = IGNORE_INDEX  # "no class" (SIFA release value 5): in no class
+    # class 3 ("absent"): in neither volume
+    names = ["background", "a", "b", "absent"]
+    res = sifa_per_class_metrics(pred, gt, names)
+    assert list(res) == names[1:]
+    assert res["a"]["dice"] == 0.0 and res["a"]["assd"] == pytest.approx((2 + math.sqrt(2)) / 3, rel=1e-12)
+    assert res["b"]["dice"] == 0.0 and math.isnan(res["b"]["assd"])
+    assert res["absent"]["dice"] == 0.0 and math.isnan(res["absent"]["assd"])
+    with pytest.raises(ValueError, match=r"pred labels \[255\]"):  # a prediction never has it
+        sifa_per_class_metrics(gt, gt, names)
+    gt[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"gt labels \[7\] outside 0..3"):
+        sifa_per_class_metrics(pred, gt, names)
+
+
+@pytest.mark.parametrize("seed,spacing", [(0, None), (1, SPACINGS[0]), (2, SPACINGS[2])])
+def test_sifa_matches_medpy_0_4_definitions(seed, spacing):
+    """medpy 0.4 assd = mean(asd(a, b), asd(b, a)); medpy's directed `asd` is unchanged since 0.4
+    (same surface extraction and distance transform), so the installed medpy gives the reference."""
+    binary = pytest.importorskip("medpy.metric.binary", reason="medpy not installed")
+    pred, gt = _blobs(seed)
+    ref = float(np.mean((binary.asd(pred, gt, voxelspacing=spacing), binary.asd(gt, pred, voxelspacing=spacing))))
+    assert sifa_assd(pred, gt, spacing) == pytest.approx(ref, rel=1e-9)
+    assert sifa_dice(pred, gt) == pytest.approx(binary.dc(pred, gt), rel=1e-12)
+    pooled = assd(pred, gt, spacing or ISO3)
+    assert sifa_assd(pred, gt, spacing) != pytest.approx(pooled, rel=1e-6)  # the definitions differ here
 
 
 # --- summarise -----------------------------------------------------------------------------

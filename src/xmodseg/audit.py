@@ -8,8 +8,10 @@ For each per-seed metrics file behind a reported number the chain is:
   translator, if any, still has its recorded sha256);
 - predictions: every stored prediction (scan grid and preprocessed grid) has its recorded sha256;
 - value: Dice/ASSD recomputed from the stored predictions and ground truth with the evaluation's
-  own function equal the per-case values exactly, and their aggregation equals the per-seed
-  summary, the experiment's metrics file, summary.csv and summary.md as written;
+  own function (so the SIFA-compatible numbers with medpy 0.4's definitions, evaluate.PROTOCOL)
+  equal the per-case values exactly, and their aggregation equals the per-seed summary, the
+  experiment's metrics file, summary.csv and summary.md as written. This is the only link that
+  catches a wrong number whose files were all re-hashed consistently (tests/test_provenance.py);
 - dvc.lock: model, sidecar, metrics and report files have the md5 `dvc commit` recorded;
 - git: the recorded commit is an ancestor of HEAD (a dirty workspace at run time is named);
 - reinfer (optional): predicting again with the model reproduces the stored predictions.
@@ -256,13 +258,17 @@ def _recompute_cases(metrics: Mapping[str, Any], repo: Path) -> tuple[list[dict[
 
 def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[dict[str, Any] | None, list[tuple[str, str, str]]]:
     """The metrics document rebuilt from recomputed cases, and (metric, class, message) mismatches
-    against what the file states (per case and per-seed summary)."""
-    from xmodseg.evaluate import summarise_cases
+    against what the file states (per case and per-seed summary). A file evaluated under another
+    protocol version is named as such: its values follow other definitions (v1 sifa_*)."""
+    from xmodseg.evaluate import PROTOCOL, summarise_cases
 
     cases, problems = _recompute_cases(metrics, repo)
     if problems:
         return None, [(m, "*", p) for m in METRIC_KEYS for p in problems]
     mismatches = []
+    stated_protocol = (metrics.get("protocol") or {}).get("name")
+    if stated_protocol != PROTOCOL["name"]:
+        mismatches.append(("*", "*", f"value: {path} was evaluated under protocol {stated_protocol}, this code computes {PROTOCOL['name']}; rerun its evaluation"))
     fg = metrics["class_names"]
     for stored, new in zip(metrics["cases"], cases, strict=True):
         for key in METRIC_KEYS:

@@ -3,8 +3,10 @@
 Two protocols side by side:
 - ours (`dice`, `assd_mm`): predictions mapped back to each scan's original grid, compared with
   the original label, ASSD in millimetres with the scan's spacing;
-- SIFA-compatible (`sifa_dice`, `sifa_assd_vox`): on the preprocessed grid, ASSD in voxels (no
-  spacing), as the official SIFA evaluate.py computes it, so numbers line up with the papers.
+- SIFA-compatible (`sifa_dice`, `sifa_assd_vox`): medpy 0.4's `dc` and `assd` as the official
+  SIFA evaluate.py called them (per class and 3D volume, no spacing), on the preprocessed grid.
+  They line up with the papers' tables only when that grid is the release grid (the SIFA/PnP-AdaNet
+  release cache); on our own preprocessing grid they are a different resolution's numbers.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ from xmodseg.training.device import choose_device, describe_device
 
 log = logging.getLogger(__name__)
 
+# v2: sifa_* follow medpy 0.4 (directed means averaged, Dice 0 when both masks are empty); v1 used
+# our own definitions for them, so v1 and v2 sifa_* values are not comparable.
 PROTOCOL = {
-    "name": "xmodseg-eval-v1",
+    "name": "xmodseg-eval-v2",
     "unit": "3D volume (all slices predicted and stacked)",
     "dice": "binary Dice per foreground class on the original scan grid",
-    "assd_mm": "symmetric ASSD: all surface distances of both directions averaged together (= MONAI symmetric ASD = medpy 0.5 assd), mm",
+    "assd_mm": "symmetric ASSD: all surface distances of both directions averaged together (= MONAI symmetric ASD = medpy >= 0.5 assd), mm",
     "empty_rule": "both empty: Dice 1, ASSD 0; exactly one empty: Dice 0, ASSD undefined (N/A); a mean over cases is N/A if any case is",
-    "sifa_compatible": "sifa_dice / sifa_assd_vox on the preprocessed grid, ASSD in voxels (no spacing)",
+    "sifa_compatible": (
+        "sifa_dice / sifa_assd_vox: medpy 0.4 binary.dc and binary.assd as the official SIFA evaluate.py calls them, "
+        "per class c and volume on (pred == c, label == c), on the preprocessed grid, no spacing (ASSD in voxels). "
+        "dc = 2|P∩G|/(|P|+|G|), 0 when both masks are empty; assd = (mean directed distance pred->gt + mean directed "
+        "distance gt->pred) / 2, surfaces = mask XOR its connectivity-1 erosion (volume border is surface); "
+        "ASSD undefined (N/A) if either mask is empty, where medpy raised. Comparable with the published tables only "
+        "on the release grid (the SIFA/PnP-AdaNet release cache), not on our own preprocessing grid"
+    ),
     "std": "population std (ddof=0) over test volumes",
 }
 
@@ -134,12 +145,14 @@ def score_case(
     class_names: list[str],
     gt_source: str,
 ) -> dict[str, dict[str, float]]:
-    """Both protocols for one volume. `xmodseg audit` recomputes reported numbers with this same
-    function from the stored predictions, so a value can be checked for exact equality."""
+    """Both protocols for one volume: ours on the scan grid (mm, spacing reversed to the array's
+    z, y, x order), SIFA's (medpy 0.4, voxels) on the preprocessed grid. `xmodseg audit`
+    recomputes reported numbers with this same function from the stored predictions, so a value
+    can be checked for exact equality."""
     check_pair_geometry(gt_img, pred_img, gt_source, "<mapped prediction>")
     gt = labels.to_indices(sitk.GetArrayFromImage(gt_img), gt_source)
     ours = metrics.per_class_metrics(sitk.GetArrayFromImage(pred_img), gt, class_names, spacing=tuple(reversed(gt_img.GetSpacing())))
-    sifa = metrics.per_class_metrics(pred, cached_label, class_names, spacing=(1.0, 1.0, 1.0))
+    sifa = metrics.sifa_per_class_metrics(pred, cached_label, class_names)
     return {
         "dice": _class_table(ours, "dice"),
         "assd_mm": _class_table(ours, "assd"),

@@ -15,13 +15,30 @@ surface distances of both directions together (pred surface -> nearest gt surfac
 concatenated with gt surface -> nearest pred surface voxel). This equals MONAI's
 ``compute_average_surface_distance(symmetric=True)`` and medpy>=0.5 ``binary.assd``
 (connectivity=1). Older medpy (<0.5) averaged the two directed means instead, which differs
-when the surfaces have different voxel counts. Directed distances: :func:`surface_distances`.
+when the surfaces have different voxel counts (:func:`sifa_assd`). Directed distances:
+:func:`surface_distances`.
 
-Empty masks (one rule, implemented in :func:`_empty_mask_rule`)
-----------------------------------------------------------------
+Empty masks (our rule, in one place: :func:`_empty_mask_rule`)
+-------------------------------------------------------------
 * pred and gt both empty: Dice = 1.0, ASSD = 0.0 (nothing to find, nothing found).
 * exactly one empty: Dice = 0.0, ASSD = NaN ("undefined", reported as N/A as in the papers).
   :func:`summarise` counts such cases in ``n_undefined`` and makes ``mean`` NaN.
+
+SIFA-compatible definitions (medpy 0.4)
+---------------------------------------
+The official SIFA ``evaluate.py`` ran medpy 0.4 (``binary.dc`` and ``binary.assd``, no spacing),
+whose definitions differ from the ones above; the published tables can only be matched with them
+(:func:`sifa_dice`, :func:`sifa_assd`, :func:`sifa_per_class_metrics`):
+
+* Dice is 2|P∩G| / (|P| + |G|) as above, but 0.0 when both masks are empty (medpy 0.4 caught the
+  ZeroDivisionError with 0.0; medpy >= 0.5 returns 1.0).
+* ASSD is the mean of the two *directed* average surface distances,
+  (mean(pred->gt) + mean(gt->pred)) / 2, with the same surfaces (connectivity 1, border voxels
+  are surface) and voxel units unless a spacing is given. It weights each direction equally
+  instead of each surface voxel, so it differs from the pooled mean when the surfaces have
+  different voxel counts.
+* If either mask is empty medpy raised RuntimeError (SIFA's script crashed); here ASSD is NaN
+  (N/A), also when both are empty.
 """
 
 from __future__ import annotations
@@ -33,7 +50,18 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = ["assd", "dice", "per_class_metrics", "summarise", "surface_distances"]
+from xmodseg.labels import IGNORE_INDEX
+
+__all__ = [
+    "assd",
+    "dice",
+    "per_class_metrics",
+    "sifa_assd",
+    "sifa_dice",
+    "sifa_per_class_metrics",
+    "summarise",
+    "surface_distances",
+]
 
 
 def _empty_mask_rule(pred_any: bool, gt_any: bool) -> dict[str, float] | None:
@@ -118,6 +146,72 @@ def assd(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> float:
     return float(np.concatenate([d_pg, d_gp]).mean())
 
 
+def sifa_dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """medpy 0.4 ``dc`` as SIFA's evaluate.py used it: our Dice except 0.0 when both are empty."""
+    p, g = _as_mask_pair(pred, gt)
+    total = int(np.count_nonzero(p)) + int(np.count_nonzero(g))
+    if total == 0:
+        return 0.0
+    return 2.0 * int(np.count_nonzero(p & g)) / total
+
+
+def sifa_assd(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """medpy 0.4 ``assd``: the average of the two directed mean surface distances.
+
+    Voxel units when `spacing` is None (SIFA passed none). NaN if either mask is empty, where
+    medpy 0.4 raised.
+    """
+    p, g = _as_mask_pair(pred, gt)
+    sp = (1.0,) * p.ndim if spacing is None else spacing
+    _check_spacing(sp, p.ndim)
+    if not (p.any() and g.any()):
+        return math.nan
+    d_pg, d_gp = surface_distances(p, g, sp)
+    return float((d_pg.mean() + d_gp.mean()) / 2.0)
+
+
+def _check_label_pair(
+    pred_labels: np.ndarray, gt_labels: np.ndarray, class_names: Sequence[str], gt_extra: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Same shapes, and labels in 0..K (plus `gt_extra` in gt): a value outside would silently
+    count as no class, which is how passing only the foreground names goes unnoticed."""
+    pred_labels = np.asarray(pred_labels)
+    gt_labels = np.asarray(gt_labels)
+    if pred_labels.shape != gt_labels.shape:
+        raise ValueError(f"pred shape {pred_labels.shape} != gt shape {gt_labels.shape}")
+    n_classes = len(class_names)
+    for name, arr, extra in (("pred", pred_labels, ()), ("gt", gt_labels, tuple(gt_extra))):
+        if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+            bad = sorted({int(v) for v in np.unique(arr)} - set(range(n_classes)) - set(extra))
+            if bad:
+                raise ValueError(
+                    f"{name} labels {bad} outside 0..{n_classes - 1} for class_names {list(class_names)}"
+                )
+    return pred_labels, gt_labels
+
+
+def sifa_per_class_metrics(
+    pred_labels: np.ndarray,
+    gt_labels: np.ndarray,
+    class_names: Sequence[str],
+    spacing: Sequence[float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """{name: {"dice", "assd"}} for classes 1..K with :func:`sifa_dice` / :func:`sifa_assd`.
+
+    As SIFA's loop over ``c in 1..K`` on ``label == c``: a ground-truth value of
+    ``labels.IGNORE_INDEX`` (no class) is in no class; any other value outside 0..K raises.
+    """
+    pred_labels, gt_labels = _check_label_pair(pred_labels, gt_labels, class_names, gt_extra=(IGNORE_INDEX,))
+    if spacing is not None:
+        _check_spacing(spacing, pred_labels.ndim)
+    out: dict[str, dict[str, float]] = {}
+    for idx in range(1, len(class_names)):
+        p = pred_labels == idx
+        g = gt_labels == idx
+        out[class_names[idx]] = {"dice": sifa_dice(p, g), "assd": sifa_assd(p, g, spacing)}
+    return out
+
+
 def per_class_metrics(
     pred_labels: np.ndarray,
     gt_labels: np.ndarray,
@@ -130,20 +224,10 @@ def per_class_metrics(
     as ``LabelMapping.class_names``). A label value outside 0..K raises, which also catches
     callers that pass only the foreground names by mistake.
     """
-    pred_labels = np.asarray(pred_labels)
-    gt_labels = np.asarray(gt_labels)
-    if pred_labels.shape != gt_labels.shape:
-        raise ValueError(f"pred shape {pred_labels.shape} != gt shape {gt_labels.shape}")
+    pred_labels, gt_labels = _check_label_pair(pred_labels, gt_labels, class_names)
     _check_spacing(spacing, pred_labels.ndim)
-    n_classes = len(class_names)
-    for name, arr in (("pred", pred_labels), ("gt", gt_labels)):
-        if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-            bad = sorted({int(v) for v in np.unique(arr)} - set(range(n_classes)))
-            raise ValueError(
-                f"{name} labels {bad} outside 0..{n_classes - 1} for class_names {list(class_names)}"
-            )
     out: dict[str, dict[str, float]] = {}
-    for idx in range(1, n_classes):
+    for idx in range(1, len(class_names)):
         p = pred_labels == idx
         g = gt_labels == idx
         out[class_names[idx]] = {"dice": dice(p, g), "assd": assd(p, g, spacing)}

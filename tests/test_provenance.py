@@ -63,7 +63,8 @@ def write_config(repo: Path, oracle_iterations: int = 4) -> None:
             "source_only_mr2ct": {"method": "source_only", "source": "mr", "target": "ct", "seeds": [0], "train": TRAIN},
             "oracle_mr2ct": {"method": "oracle", "source": "mr", "target": "ct", "seeds": [0, 1], "train": {**TRAIN, "iterations": oracle_iterations}},
             "t2s_cyclegan_mr2ct": {"method": "translate_then_segment", "source": "mr", "target": "ct", "translator": "cyclegan_mr2ct", "seeds": [0], "train": TRAIN},
-            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "warm_start": "cyclegan_mr2ct", "seeds": [0], "train": SIFA},
+            # snapshots: 2 -> the report adds the mean over iterations 2 and 3 (Dice, ASSD mm): 10 more numbers
+            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "warm_start": "cyclegan_mr2ct", "seeds": [0], "train": {**SIFA, "snapshots": 2}},
         },
         "report": {"title": "tiny"},
     }
@@ -118,8 +119,10 @@ def test_record_commits_lineage_and_pushes(repo):
 def test_audit_passes_for_report_experiment_and_seed(repo):
     out = audit(repo, "results/report/summary.md").stdout
     rows = [line for line in out.splitlines() if line.startswith("| ") and line.endswith(" ok |")]
-    assert len(rows) == 4 * 4 * 5  # experiments x metrics x (4 classes + mean)
-    assert "80 numbers, 80 ok, 0 broken: PASS" in out
+    assert len(rows) == 4 * 4 * 5 + 2 * 5  # experiments x metrics x (4 classes + mean), + SIFA's last-k means
+    assert "90 numbers, 90 ok, 0 broken: PASS" in out
+    md = (repo / "results/report/summary.md").read_text()
+    assert "## Dice, mean over the last k checkpoints" in md and "- sifa_mr2ct: iterations 2, last" in md
     out = audit(repo, "oracle_mr2ct", "--reinfer").stdout
     assert "20 numbers, 20 ok" in out and "re-predicted identically" in out
     audit(repo, f"results/evaluation/{DS}/sifa_mr2ct/seed0/metrics.json")
@@ -170,7 +173,7 @@ def _tamper_raw_data(repo: Path) -> Path:
         # an edited number: its value and its file's dvc.lock record break (the file holds 20 numbers)
         (_tamper_metrics_value, f"results/metrics/{DS}/oracle_mr2ct.json", "value", 20),
         # every model was evaluated on that CT test volume
-        (_tamper_raw_data, f"data/raw/{DS}/ct_train/ct_train_1003_label.nii.gz", "data", 80),
+        (_tamper_raw_data, f"data/raw/{DS}/ct_train/ct_train_1003_label.nii.gz", "data", 90),
     ],
 )
 def test_tampering_breaks_the_named_link(repo, tamper, probe, link, n_broken):
@@ -178,7 +181,7 @@ def test_tampering_breaks_the_named_link(repo, tamper, probe, link, n_broken):
     try:
         tamper(repo)
         out = audit(repo, "results/report/summary.md", ok=False).stdout
-        assert out.splitlines()[-1] == f"80 numbers, {80 - n_broken} ok, {n_broken} broken: FAIL"
+        assert out.splitlines()[-1] == f"90 numbers, {90 - n_broken} ok, {n_broken} broken: FAIL"
         rows = [line for line in out.splitlines() if "| BROKEN: " in line]
         assert len(rows) == n_broken
         named = "dvc.lock" if tamper is _tamper_metrics_value else link  # see below for the edited value
@@ -240,7 +243,7 @@ def test_a_consistently_rehashed_wrong_value_is_caught_only_by_recomputation(rep
 
         out = audit(repo, "results/report/summary.md", ok=False).stdout
         lines = out.splitlines()
-        assert lines[-1] == "80 numbers, 78 ok, 2 broken: FAIL", out[-3000:]
+        assert lines[-1] == "90 numbers, 88 ok, 2 broken: FAIL", out[-3000:]
         broken_rows = [line for line in lines if "| BROKEN: " in line]
         assert [line.split(" | ")[:3] for line in broken_rows] == [["| oracle_mr2ct", "dice", "MYO"], ["| oracle_mr2ct", "dice", "mean"]]
         assert all(line.endswith("| BROKEN: value |") for line in broken_rows)
@@ -298,6 +301,27 @@ def test_sifa_numbers_follow_medpy_0_4_and_an_old_protocol_is_named(repo):
         (repo / seed_file).write_bytes(original)
 
 
+def test_checkpoint_values_are_recomputed_too(repo):
+    """The mean over the last k checkpoints is audited like any number: a stored value of an earlier
+    checkpoint that its predictions do not give breaks the value link, naming the checkpoint."""
+    seed_file = f"results/evaluation/{DS}/sifa_mr2ct/seed0/metrics.json"
+    original = (repo / seed_file).read_bytes()
+    try:
+        doc = json.loads(original)
+        assert doc["checkpoints"]["iterations"] == [2] and "dice_last_k" in doc["summary"]
+        case = doc["checkpoints"]["per_iteration"][0]["cases"][0]
+        case["dice"]["MYO"] = round(case["dice"]["MYO"] + 0.05, 6) if case["dice"]["MYO"] < 0.9 else 0.5
+        (repo / seed_file).write_text(json.dumps(doc, indent=2))
+        out = audit(repo, seed_file, ok=False).stdout
+        value = next(line for line in out.splitlines() if line.startswith(f"| {seed_file} | value | BROKEN |"))
+        assert f"checkpoint 2 case {case['case']} dice MYO" in value
+        broken = [line for line in out.splitlines() if "| BROKEN: " in line]  # all of the file's numbers: its dvc.lock md5
+        by_value = [line for line in broken if "value" in line.split("BROKEN:")[1]]
+        assert by_value and all(line.split(" | ")[1] == "dice_last_k" for line in by_value), broken
+    finally:
+        (repo / seed_file).write_bytes(original)
+
+
 def test_fresh_clone_restores_and_audits_without_retraining(repo, tmp_path):
     clone = tmp_path / "clone"
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
@@ -308,7 +332,7 @@ def test_fresh_clone_restores_and_audits_without_retraining(repo, tmp_path):
     # Nothing ran: every executed job writes a benchmark record, training writes checkpoints.
     assert not (clone / "results/benchmarks").exists() and not (clone / "results/checkpoints").exists()
     out = audit(clone, "results/report/summary.md").stdout
-    assert "80 numbers, 80 ok, 0 broken: PASS" in out
+    assert "90 numbers, 90 ok, 0 broken: PASS" in out
     # A restored workspace with a stale file is not blessed by --touch.
     (clone / f"results/metrics/{DS}/sifa_mr2ct.json").write_text("{}\n")
     refused = xmodseg(clone, "restore", "--no-pull", "--configfile", CONFIG, ok=False)

@@ -164,9 +164,15 @@ def _model_link(metrics: Mapping[str, Any], sidecar: Mapping[str, Any] | None, h
     return _link("model", problems, f"{model} sha256 {str(prov.get('model_sha256'))[:12]}")
 
 
+def _all_cases(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The last iteration's cases and those of the earlier checkpoints (`checkpoints`), if any."""
+    earlier = [c for p in (metrics.get("checkpoints") or {}).get("per_iteration", []) for c in p["cases"]]
+    return [*metrics["cases"], *earlier]
+
+
 def _predictions_link(metrics: Mapping[str, Any], hashes: _Hashes) -> Link:
     problems = []
-    for case in metrics["cases"]:
+    for case in _all_cases(metrics):
         problems.append(hashes.check(case["prediction"], case.get("prediction_sha256"), "prediction"))
         if "prediction_preprocessed" not in case:
             problems.append(f"case {case['case']}: no preprocessed-grid prediction stored (evaluated by an older version; rerun evaluate)")
@@ -174,7 +180,8 @@ def _predictions_link(metrics: Mapping[str, Any], hashes: _Hashes) -> Link:
         problems.append(hashes.check(case["prediction_preprocessed"], case.get("prediction_preprocessed_sha256"), "prediction"))
         problems.append(hashes.check(case["ground_truth_preprocessed"], case.get("ground_truth_preprocessed_sha256"), "cached ground truth"))
     problems = [p for p in problems if p]
-    return _link("predictions", problems, f"{len(metrics['cases'])} cases")
+    n_checkpoints = len((metrics.get("checkpoints") or {}).get("per_iteration", []))
+    return _link("predictions", problems, f"{len(metrics['cases'])} cases" + (f", and at {n_checkpoints} earlier checkpoints" if n_checkpoints else ""))
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -232,8 +239,9 @@ def _same(a: Any, b: Any) -> bool:
     return (math.isnan(fa) and math.isnan(fb)) or fa == fb
 
 
-def _recompute_cases(metrics: Mapping[str, Any], repo: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per-case values recomputed from the stored predictions and ground truth."""
+def _recompute_cases(metrics: Mapping[str, Any], repo: Path, cases: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-case values recomputed from the stored predictions and ground truth (`cases`: those of an
+    earlier checkpoint instead of the last iteration's)."""
     from xmodseg.evaluate import load_prediction_grid, score_case
     from xmodseg.imageio import read_image
     from xmodseg.labels import LabelMapping
@@ -242,7 +250,7 @@ def _recompute_cases(metrics: Mapping[str, Any], repo: Path) -> tuple[list[dict[
     labels = LabelMapping.from_config(labels_rec["classes"], labels_rec["mapping"], labels_rec["ignore"])
     class_names = list(labels.class_names)
     out, problems = [], []
-    for case in metrics["cases"]:
+    for case in metrics["cases"] if cases is None else cases:
         try:
             pred = load_prediction_grid(repo / case["prediction_preprocessed"])
             cached_label = np.load(repo / case["ground_truth_preprocessed"])
@@ -260,7 +268,7 @@ def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[
     """The metrics document rebuilt from recomputed cases, and (metric, class, message) mismatches
     against what the file states (per case and per-seed summary). A file evaluated under another
     protocol version is named as such: its values follow other definitions (v1 sifa_*)."""
-    from xmodseg.evaluate import PROTOCOL, summarise_cases
+    from xmodseg.evaluate import LAST_K, LAST_K_METRICS, PROTOCOL, last_k_summary, summarise_cases
 
     cases, problems = _recompute_cases(metrics, repo)
     if problems:
@@ -276,9 +284,27 @@ def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[
                 if not _same(stored[key][cls], new[key][cls]):
                     mismatches.append((key, cls, f"value: {path} case {stored['case']} {key} {cls} states {stored[key][cls]}, recomputed {new[key][cls]}"))
     summary = {key: summarise_cases(cases, key, fg) for key in METRIC_KEYS}
-    for key in METRIC_KEYS:
+    checkpoints = metrics.get("checkpoints")
+    if checkpoints:
+        recomputed_iterations = []
+        for it in checkpoints["per_iteration"]:
+            new_cases, problems = _recompute_cases(metrics, repo, it["cases"])
+            if problems:
+                return None, [(m, "*", p) for m in METRIC_KEYS for p in problems]
+            for stored, new in zip(it["cases"], new_cases, strict=True):
+                for key in METRIC_KEYS:
+                    for cls in fg:
+                        if not _same(stored[key][cls], new[key][cls]):
+                            msg = f"value: {path} checkpoint {it['iteration']} case {stored['case']} {key} {cls} states {stored[key][cls]}, recomputed {new[key][cls]}"
+                            mismatches.append((f"{key}{LAST_K}" if key in LAST_K_METRICS else key, cls, msg))
+            recomputed_iterations.append({"iteration": it["iteration"], "cases": new_cases})
+        summary.update(last_k_summary(cases, recomputed_iterations, fg))
+    for key in summary:
         for cls, stats in summary[key].items():
-            stated = metrics["summary"][key][cls]
+            stated = metrics["summary"].get(key, {}).get(cls)
+            if stated is None:
+                mismatches.append((key, cls, f"value: {path} summary has no {key} {cls}, recomputed {stats['mean']}"))
+                continue
             for stat in ("mean", "std"):
                 if not _same(stated[stat], stats[stat]):
                     mismatches.append((key, cls, f"value: {path} summary {key} {cls} {stat} states {stated[stat]}, recomputed {stats[stat]}"))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from xmodseg import metrics
 from xmodseg.atomic import atomic_path, write_json
@@ -59,6 +60,12 @@ def _class_table(per_class: Mapping[str, Mapping[str, float]], key: str) -> dict
     return {c: float(v[key]) for c, v in per_class.items()}
 
 
+# The mean over the last k checkpoints (`train.snapshots: k`) is reported for these metrics under
+# f"{key}{LAST_K}" (last-iteration values keep their plain keys); see xmodseg.training.snapshots.
+LAST_K = "_last_k"
+LAST_K_METRICS = ("dice", "assd_mm")
+
+
 def evaluate_model(
     *,
     model_path: str | os.PathLike[str],
@@ -75,6 +82,50 @@ def evaluate_model(
     class_names = manifest["class_names"]
     fg = class_names[1:]
     out_dir = Path(predictions_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases, best_overlay = evaluate_cases(net, manifest, target_cache, spec, out_dir, device, batch_size)
+    summary = {key: summarise_cases(cases, key, fg) for key in ("dice", "assd_mm", "sifa_dice", "sifa_assd_vox")}
+    checkpoints = evaluate_snapshots(model_path, net, manifest, target_cache, spec, out_dir, device, batch_size)
+    if checkpoints is not None:
+        summary.update(last_k_summary(cases, checkpoints["per_iteration"], fg))
+    result = {
+        "experiment": dict(experiment),
+        "class_names": fg,
+        "protocol": PROTOCOL,
+        "summary": summary,
+        "cases": cases,
+        **({"checkpoints": checkpoints} if checkpoints is not None else {}),
+        "provenance": provenance_block(
+            config=dict(experiment),
+            config_sha256=sha256_json(dict(experiment)),
+            seed=experiment.get("seed"),
+            device=describe_device(device),
+            model=str(model_path),
+            model_sha256=sha256_file(model_path),
+            model_config_hash=meta.get("config_hash"),
+            data_manifest=str(Path(target_cache) / MANIFEST),
+            data_manifest_sha256=sha256_file(Path(target_cache) / MANIFEST),
+            labels=label_record(spec.labels),
+        ),
+    }
+    if best_overlay is not None:
+        save_overlay(Path(metrics_path).with_name("overlay.npz"), {**best_overlay[1], "slice_axis": manifest["slice_axis"]})
+    write_json(metrics_path, result)
+    return result
+
+
+def evaluate_cases(
+    net: torch.nn.Module,
+    manifest: Mapping[str, Any],
+    target_cache: str | os.PathLike[str],
+    spec: DatasetSpec,
+    out_dir: Path,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[list[dict[str, Any]], tuple[int, dict[str, Any]] | None]:
+    """Predict every test volume with `net`, store the predictions in `out_dir` (scan grid and
+    preprocessed grid) and score them; also the slice for the overlay."""
+    class_names = manifest["class_names"]
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = []
     best_overlay: tuple[int, dict[str, Any]] | None = None
@@ -110,30 +161,57 @@ def evaluate_model(
         log.info("case %s: mean Dice %.3f", rec["case"], float(np.mean(list(cases[-1]["dice"].values()))))
     if not cases:
         raise ValueError(f"{target_cache}: no test cases to evaluate")
-    summary = {key: summarise_cases(cases, key, fg) for key in ("dice", "assd_mm", "sifa_dice", "sifa_assd_vox")}
-    result = {
-        "experiment": dict(experiment),
-        "class_names": fg,
-        "protocol": PROTOCOL,
-        "summary": summary,
-        "cases": cases,
-        "provenance": provenance_block(
-            config=dict(experiment),
-            config_sha256=sha256_json(dict(experiment)),
-            seed=experiment.get("seed"),
-            device=describe_device(device),
-            model=str(model_path),
-            model_sha256=sha256_file(model_path),
-            model_config_hash=meta.get("config_hash"),
-            data_manifest=str(Path(target_cache) / MANIFEST),
-            data_manifest_sha256=sha256_file(Path(target_cache) / MANIFEST),
-            labels=label_record(spec.labels),
-        ),
+    return cases, best_overlay
+
+
+def evaluate_snapshots(
+    model_path: str | os.PathLike[str],
+    net: torch.nn.Module,
+    manifest: Mapping[str, Any],
+    target_cache: str | os.PathLike[str],
+    spec: DatasetSpec,
+    out_dir: Path,
+    device: torch.device,
+    batch_size: int,
+) -> dict[str, Any] | None:
+    """The earlier checkpoints a model file carries (`train.snapshots`), each evaluated like the
+    main weights, with its predictions under `out_dir/iter<N>/`; None when there are none."""
+    snapshots = torch.load(str(model_path), map_location="cpu", weights_only=True).get("snapshots") or []
+    if not snapshots:
+        return None
+    main_state = {k: v.clone() for k, v in net.state_dict().items()}
+    per_iteration = []
+    try:
+        for snap in snapshots:
+            it = int(snap["iteration"])
+            net.load_state_dict(snap["state_dict"])
+            net.eval()
+            cases, _ = evaluate_cases(net, manifest, target_cache, spec, out_dir / f"iter{it:08d}", device, batch_size)
+            per_iteration.append({"iteration": it, "cases": cases})
+            log.info("checkpoint %d: mean Dice %.3f", it, float(np.mean([np.mean(list(c["dice"].values())) for c in cases])))
+    finally:
+        net.load_state_dict(main_state)
+    return {
+        "selection": "none: the last iteration and the mean over the last k checkpoints are reported; target labels choose nothing",
+        "iterations": [p["iteration"] for p in per_iteration],
+        "per_iteration": per_iteration,
     }
-    if best_overlay is not None:
-        save_overlay(Path(metrics_path).with_name("overlay.npz"), {**best_overlay[1], "slice_axis": manifest["slice_axis"]})
-    write_json(metrics_path, result)
-    return result
+
+
+def last_k_cases(main: list[Mapping[str, Any]], earlier: list[Mapping[str, Any]], classes: list[str]) -> list[dict[str, Any]]:
+    """Per case and class, the mean over the earlier checkpoints and the last iteration (NaN if any is)."""
+    out = []
+    for i, case in enumerate(main):
+        runs = [case] + [p["cases"][i] for p in earlier]
+        if any(r["case"] != case["case"] for r in runs):
+            raise ValueError(f"checkpoint evaluations list different cases than the last iteration ({case['case']})")
+        out.append({"case": case["case"], **{key: {c: float(np.mean([r[key][c] for r in runs])) for c in classes} for key in LAST_K_METRICS}})
+    return out
+
+
+def last_k_summary(main: list[Mapping[str, Any]], earlier: list[Mapping[str, Any]], classes: list[str]) -> dict[str, Any]:
+    cases = last_k_cases(main, earlier, classes)
+    return {f"{key}{LAST_K}": summarise_cases(cases, key, classes) for key in LAST_K_METRICS}
 
 
 def score_case(

@@ -18,7 +18,15 @@ from xmodseg.compare import CONFIDENCE, N_RESAMPLES, RNG_SEED, Comparison, compa
 from xmodseg.compare import METRICS as COMPARED
 from xmodseg.errors import ConfigError, InputDataError
 
-METRIC_KEYS = {"dice": "Dice", "assd_mm": "ASSD (mm)", "sifa_dice": "Dice (SIFA-compatible)", "sifa_assd_vox": "ASSD (voxels, SIFA-compatible)"}
+METRIC_KEYS = {
+    "dice": "Dice",
+    "assd_mm": "ASSD (mm)",
+    "sifa_dice": "Dice (SIFA-compatible)",
+    "sifa_assd_vox": "ASSD (voxels, SIFA-compatible)",
+    # experiments that keep snapshots (`train.snapshots: k`): the mean over the last k checkpoints
+    "dice_last_k": "Dice, mean over the last k checkpoints",
+    "assd_mm_last_k": "ASSD (mm), mean over the last k checkpoints",
+}
 
 
 def _load(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
@@ -43,7 +51,7 @@ def long_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for d in docs:
         exp = d["experiment"]
         for key in METRIC_KEYS:
-            for cls, stats in d["summary"][key].items():
+            for cls, stats in d["summary"].get(key, {}).items():
                 rows.append(
                     {
                         "experiment": exp["name"],
@@ -106,6 +114,8 @@ def aggregate_seeds(metrics_files: Sequence[str | os.PathLike[str]], out: str | 
     result: dict[str, Any] = {"experiment": summary["experiment"].iloc[0], "seeds": len(metrics_files)}
     for key in METRIC_KEYS:
         sub = summary[summary["metric"] == key]
+        if sub.empty:  # e.g. the last-k keys of an experiment without snapshots
+            continue
         result[key] = {r["class"]: {"mean": round6(r["mean"]), "std_over_seeds": round6(r["std_over_seeds"])} for _, r in sub.iterrows()}
     result["metrics_files"] = [str(p) for p in metrics_files]
     write_json(out, result)
@@ -408,7 +418,10 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], ove
         "ground truth). `mean` is the average of the class means.\n"
     )
     for key, label in METRIC_KEYS.items():
+        if key.endswith("_last_k"):
+            continue
         parts.append(f"\n## {label}\n\n" + markdown_table(summary, key))
+    parts.append(last_k_section(summary, docs))
     parts.append("\n![Dice per class](dice_bar.png)\n")
     parts.append(claims)
     if overlays:
@@ -423,6 +436,30 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], ove
             f"| {d['experiment']['name']} | {d['experiment']['seed']} | `{d['_path']}` | `{prov['model_sha256'][:12]}` | "
             f"`{(git.get('commit') or 'n/a')[:12]}` | {git.get('dirty')} | `{prov['data_manifest_sha256'][:12]}` |\n"
         )
+    return "".join(parts)
+
+
+def last_k_section(summary: pd.DataFrame, docs: Sequence[Mapping[str, Any]]) -> str:
+    """The mean over the last k checkpoints beside the last iteration, for the experiments that keep
+    snapshots: how much a number depends on where training happened to stop. No checkpoint is
+    chosen (target labels select nothing)."""
+    keys = [k for k in METRIC_KEYS if k.endswith("_last_k") and not summary[summary["metric"] == k].empty]
+    if not keys:
+        return ""
+    iterations = {}
+    for d in docs:
+        if "checkpoints" in d:
+            iters = [*d["checkpoints"]["iterations"], "last"]
+            iterations.setdefault(d["experiment"]["name"], ", ".join(str(i) for i in iters))
+    parts = [
+        "\n## Checkpoints: mean over the last k\n\n"
+        "The tables above are the last iteration. Below, for experiments that keep snapshots, each test volume's "
+        "value is averaged over the last k checkpoints (iterations listed), then summarised as above; the last "
+        "iteration is one of them. No checkpoint is selected, with or without target labels.\n\n"
+    ]
+    parts += [f"- {name}: iterations {its}\n" for name, its in iterations.items()]
+    for key in keys:
+        parts.append(f"\n## {METRIC_KEYS[key]}\n\n" + markdown_table(summary, key))
     return "".join(parts)
 
 

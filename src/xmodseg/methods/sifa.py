@@ -100,7 +100,7 @@ class Sifa(Method):
     needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True, target_images=True)
 
     def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        unknown = set(params) - set(DEFAULTS) - {"iterations", "seed", "device", "amp", "checkpoint_every", "log_every", "max_minutes"}
+        unknown = set(params) - set(DEFAULTS) - {"iterations", "seed", "device", "amp", "checkpoint_every", "log_every", "max_minutes", "snapshots"}
         if unknown:
             raise ConfigError(f"sifa: unknown parameter(s) {sorted(unknown)} (known: {sorted(DEFAULTS)})")
         super().__init__({**DEFAULTS, **params}, num_classes, precision)

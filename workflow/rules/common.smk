@@ -158,3 +158,17 @@ def experiment_metrics():
 
 def report_outputs():
     return ["results/report/summary.md", "results/report/summary.csv", "results/report/dice_bar.png"]
+
+
+def report_comparisons():
+    """`report.comparisons`, checked while the workflow is parsed (not after hours of training)."""
+    pairs = config.get("report", {}).get("comparisons", [])
+    for i, (a, b) in enumerate(pairs):
+        for name in (a, b):
+            if name not in EXPERIMENTS:
+                raise ValueError(f"report.comparisons[{i}]: '{name}' is not in experiments ({sorted(EXPERIMENTS)})")
+        if EXPERIMENTS[a]["target"] != EXPERIMENTS[b]["target"]:
+            raise ValueError(f"report.comparisons[{i}]: {a} and {b} have different targets; paired differences need the same test volumes")
+        if not set(EXPERIMENTS[a]["seeds"]) & set(EXPERIMENTS[b]["seeds"]):
+            raise ValueError(f"report.comparisons[{i}]: {a} and {b} have no seed in common; pairs are (test volume, seed)")
+    return pairs

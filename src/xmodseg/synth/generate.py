@@ -18,14 +18,19 @@ from xmodseg.errors import ConfigError
 from xmodseg.imageio import write_image
 from xmodseg.registry import DatasetSpec
 from xmodseg.synth.anatomy import Anatomy, sample_anatomy, tissue_at_chunks
+from xmodseg.synth.anatomy_v2 import sample_anatomy_v2
 from xmodseg.synth.card import card_dict, card_markdown
 from xmodseg.synth.grid import Grid, chunked_coordinates, sample_grid, subslice_grid, unchunk
 from xmodseg.synth.params import PhantomParams
 from xmodseg.synth.render import render_ct, render_mr, sample_ct_appearance, sample_mr_appearance
-from xmodseg.synth.tissues import tissue_to_label
+from xmodseg.synth.render_v2 import render_ct_v2, render_mr_v2, sample_ct_appearance_v2, sample_mr_appearance_v2
+from xmodseg.synth.tissues import tissue_to_label, tissue_to_label_v2
 
-GENERATOR_VERSION = "1.0.0"
+# Generator version per phantom version (recorded in the data-set card); version 1 is frozen.
+GENERATOR_VERSIONS = {1: "1.0.0", 2: "2.0.0"}
+GENERATOR_VERSION = GENERATOR_VERSIONS[2]
 SEEDING = "numpy.random.default_rng([seed, crc32(modality name), int(case)])"
+SEEDING_V2 = SEEDING + "; version-2 additions from its first child stream, Generator.spawn(1)[0]"
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +47,11 @@ class PhantomCase:
 
 
 def simulate_case(modality_kind: str, rng: np.random.Generator, params: PhantomParams) -> PhantomCase:
-    """Draw a subject, aim a scan of `modality_kind` at its heart and render it."""
+    """Draw a subject, aim a scan of `modality_kind` at its heart and render it (phantom `params.version`)."""
     if modality_kind not in ("mr", "ct"):
         raise ValueError(f"unknown modality kind '{modality_kind}' (expected 'mr' or 'ct')")
+    if params.version != 1:
+        return _simulate_case_v2(modality_kind, rng, params)
     anatomy = sample_anatomy(rng, params)
     grid = sample_grid(modality_kind, rng, params, anatomy.heart_center)
     if modality_kind == "mr":
@@ -59,6 +66,26 @@ def simulate_case(modality_kind: str, rng: np.random.Generator, params: PhantomP
         tissue = unchunk(tissue_at_chunks(anatomy, *chunked_coordinates(grid)), grid)
         image = render_ct(tissue, grid, ct, rng)
     label = tissue_to_label(tissue)
+    return PhantomCase(_image(image.astype(np.float32, copy=False), grid), _image(label, grid), tissue, grid, anatomy)
+
+
+def _simulate_case_v2(modality_kind: str, rng: np.random.Generator, params: PhantomParams) -> PhantomCase:
+    """Version 2: version 1's anatomy and grid draws on `rng`, every addition on a child stream of it."""
+    extra = rng.spawn(1)[0]
+    anatomy = sample_anatomy_v2(rng, extra, params)
+    grid = sample_grid(modality_kind, rng, params, anatomy.heart_center)
+    if modality_kind == "mr":
+        appearance = sample_mr_appearance_v2(extra, params, anatomy.heart_center)
+        n = params.mr_subslices
+        fine = subslice_grid(grid, n)
+        tissue_fine = unchunk(tissue_at_chunks(anatomy, *chunked_coordinates(fine)), fine)
+        image = render_mr_v2(tissue_fine, n, grid, appearance, extra)
+        tissue = np.ascontiguousarray(tissue_fine[n // 2 :: n])
+    else:
+        ct = sample_ct_appearance_v2(extra, params)
+        tissue = unchunk(tissue_at_chunks(anatomy, *chunked_coordinates(grid)), grid)
+        image = render_ct_v2(tissue, grid, ct, extra)
+    label = tissue_to_label_v2(tissue)
     return PhantomCase(_image(image.astype(np.float32, copy=False), grid), _image(label, grid), tissue, grid, anatomy)
 
 
@@ -78,7 +105,8 @@ def generate_modality(spec: DatasetSpec, modality: str) -> list[Path]:
     mod = spec.modality(modality)
     key = f"datasets.{spec.name}.source"
     seed = _seed(spec.source, key)
-    params = PhantomParams.from_overrides(_overrides(spec.source, key), key=f"{key}.params")
+    version = _version(spec.source, key)
+    params = PhantomParams.from_overrides(_overrides(spec.source, key), key=f"{key}.params", version=version)
     written: list[Path] = []
     for case in mod.cases:
         start = time.perf_counter()
@@ -98,8 +126,8 @@ def generate_modality(spec: DatasetSpec, modality: str) -> list[Path]:
         params=params,
         image_pattern=mod.image_pattern,
         label_pattern=mod.label_pattern,
-        version=GENERATOR_VERSION,
-        seeding=SEEDING,
+        version=GENERATOR_VERSIONS[version],
+        seeding=SEEDING if version == 1 else SEEDING_V2,
     )
     card_dir = spec.root / modality
     write_json(card_dir / "dataset_card.json", card)
@@ -122,6 +150,14 @@ def _seed(source: Mapping[str, Any], key: str) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{key}.seed: expected a non-negative integer, got {seed!r}")
     return seed
+
+
+def _version(source: Mapping[str, Any], key: str) -> int:
+    """`source.version` (1 when absent, so entries written before version 2 keep their meaning)."""
+    version = source.get("version", 1)
+    if isinstance(version, bool) or version not in GENERATOR_VERSIONS:
+        raise ConfigError(f"{key}.version: expected one of {sorted(GENERATOR_VERSIONS)} (the phantom version), got {version!r}")
+    return int(version)
 
 
 def _overrides(source: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -51,3 +51,31 @@ def label_lut() -> np.ndarray:
 
 def tissue_to_label(tissue: np.ndarray) -> np.ndarray:
     return label_lut()[tissue]
+
+
+class ExtraTissue(IntEnum):
+    """Tissue classes only phantom version 2 paints, numbered after `Tissue` so one uint8 map holds both
+    (version 1's lookups stay exactly as they were)."""
+
+    TRABECULAE = 16  # labelled LV cavity (500): trabeculated inner layer, blood mixed with muscle strands
+    PAPILLARY = 17  # labelled LV cavity (500): papillary muscles, MM-WHS counts them to the cavity
+    BLOOD_SVC = 18  # unlabelled: superior vena cava, undiluted contrast in CT (arm injection)
+    BLOOD_IVC = 19  # unlabelled: inferior vena cava, unenhanced blood in arterial-phase CT
+
+
+NUM_TISSUES_V2 = NUM_TISSUES + len(ExtraTissue)
+ALL_TISSUES: tuple[int, ...] = tuple(int(t) for t in Tissue) + tuple(int(t) for t in ExtraTissue)
+
+RAW_LABELS_V2: dict[int, int] = {
+    **{int(t): raw for t, raw in RAW_LABELS.items()},
+    int(ExtraTissue.TRABECULAE): 500,
+    int(ExtraTissue.PAPILLARY): 500,
+}
+
+
+def tissue_to_label_v2(tissue: np.ndarray) -> np.ndarray:
+    """Raw MM-WHS label values of a version-2 tissue map (trabeculae and papillary muscles are LV cavity)."""
+    lut = np.zeros(NUM_TISSUES_V2, dtype=np.uint16)
+    for t, raw in RAW_LABELS_V2.items():
+        lut[t] = raw
+    return lut[tissue]

@@ -149,3 +149,21 @@ def test_workflow_passes_comparisons_and_refuses_bad_pairs_when_planning(tmp_pat
     ):
         bad = plan([pair])
         assert bad.returncode != 0 and message in bad.stdout + bad.stderr, bad.stdout[-2000:] + bad.stderr[-2000:]
+
+
+def test_bar_plot_keeps_experiments_that_share_a_row_label_apart(tmp_path):
+    """Two translate_then_segment runs on CycleGANs of one kind (a dev-tuning pair) have the same
+    row label; the bar plot draws one group per experiment instead of failing on the shared label."""
+    from PIL import Image
+
+    root = tmp_path / "evaluation"
+    docs = [
+        metrics_doc(name, 0, [v] * 4, method="translate_then_segment", translator=name.replace("t2s_", ""), translator_kind="cyclegan")
+        for name, v in (("t2s_cyclegan_mr2ct", 0.6), ("t2s_cyclegan_skip_mr2ct", 0.7))
+    ]
+    files = [str(write_doc(root, d)) for d in docs]
+    build_report(files, tmp_path / "report")
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert md.count("| translate_then_segment (cyclegan) | MR→CT |") >= 2
+    with Image.open(tmp_path / "report" / "dice_bar.png") as im:
+        assert im.size[0] > 100

@@ -161,14 +161,19 @@ def bar_plot(summary: pd.DataFrame, path: Path) -> None:
     for ax, (src, tgt) in zip(axes[0], directions, strict=True):
         d = sub[(sub["source"] == src) & (sub["target"] == tgt)]
         classes = list(dict.fromkeys(d["class"]))
-        methods = list(dict.fromkeys(d["method"]))
-        width = 0.8 / max(len(methods), 1)
+        # one bar group per experiment: two experiments may share a row label (e.g. two translators
+        # of one kind); the experiment name then tells them apart in the legend
+        experiments = list(dict.fromkeys(d["experiment"]))
+        labels = {e: str(d.loc[d["experiment"] == e, "method"].iloc[0]) for e in experiments}
+        shared = {lab for lab in labels.values() if list(labels.values()).count(lab) > 1}
+        width = 0.8 / max(len(experiments), 1)
         x = np.arange(len(classes))
-        for i, m in enumerate(methods):
-            dm = d[d["method"] == m].set_index("class").loc[classes]
+        for i, e in enumerate(experiments):
+            dm = d[d["experiment"] == e].set_index("class").loc[classes]
             err = np.where(dm["n_seeds"] > 1, dm["std_over_seeds"], dm["volume_std"])
-            ax.bar(x + i * width, dm["mean"], width, yerr=err, capsize=2, label=m)
-        ax.set_xticks(x + width * (len(methods) - 1) / 2, classes)
+            label = f"{labels[e]} [{e}]" if labels[e] in shared else labels[e]
+            ax.bar(x + i * width, dm["mean"], width, yerr=err, capsize=2, label=label)
+        ax.set_xticks(x + width * (len(experiments) - 1) / 2, classes)
         ax.set_ylim(0, 1)
         ax.set_ylabel("Dice")
         ax.set_title(f"{src.upper()} → {tgt.upper()} (target test volumes)")

@@ -183,3 +183,27 @@ def test_snapshots_of_the_last_k_checkpoints_are_kept_in_the_model_file(caches, 
         assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
     with pytest.raises(ConfigError, match="train.snapshots"):
         _train(caches, tmp_path, "toomany", params={**PARAMS, "snapshots": 5})
+
+
+class _Payload:
+    """Pickles to a call of os.system: what a hostile model or checkpoint file would hold."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "model"])
+def test_hostile_pickles_are_refused_not_executed(tmp_path, monkeypatch, kind):
+    import pickle
+
+    from xmodseg.networks import load_model
+    from xmodseg.training.checkpoint import LAST, load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / (LAST if kind == "checkpoint" else "model.pt")
+    torch.save({"config_hash": "x", "state_dict": {}, "evil": _Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(tmp_path, "x") if kind == "checkpoint" else load_model(str(path))
+    assert not (tmp_path / "PWNED").exists()

@@ -59,7 +59,7 @@ def build(spec: Mapping[str, Any]) -> nn.Module:
 
 def load_model(path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved inference network in eval mode; returns it with the stored metadata."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs on load
     net = build(payload["architecture"])
     net.load_state_dict(payload["state_dict"])
     net.to(device).eval()

@@ -39,7 +39,7 @@ def load_checkpoint(folder: str | os.PathLike[str], config_hash: str) -> dict[st
     path = Path(folder) / LAST
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs on load
     if state.get("config_hash") != config_hash:
         log.warning("ignoring %s: written by a different configuration (%s != %s)", path, state.get("config_hash"), config_hash)
         return None

@@ -26,7 +26,7 @@ def seed_everything(seed: int) -> torch.Generator:
 def rng_state(sampler: torch.Generator) -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
         "sampler": sampler.get_state(),
     }
@@ -35,9 +35,17 @@ def rng_state(sampler: torch.Generator) -> dict[str, Any]:
     return state
 
 
+def _numpy_state() -> tuple[Any, ...]:
+    """numpy's global RNG state as plain data (its key array as a list), so checkpoints load with
+    `torch.load(weights_only=True)`."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached))
+
+
 def set_rng_state(state: dict[str, Any], sampler: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     sampler.set_state(state["sampler"])
     if "cuda" in state and torch.cuda.is_available():

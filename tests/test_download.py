@@ -1,4 +1,4 @@
-"""Downloads against a local HTTP server (127.0.0.1) and safe archive extraction."""
+"""Downloads against a local HTTP server (127.0.0.1; plain http, hence `insecure=True`) and safe archive extraction."""
 
 from __future__ import annotations
 
@@ -81,15 +81,15 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 def test_full_download_verified_and_skipped_when_present(server, tmp_path):
-    dest = download(server.url, tmp_path / "f.bin", SHA, progress=False)
+    dest = download(server.url, tmp_path / "f.bin", SHA, progress=False, insecure=True)
     assert dest.read_bytes() == PAYLOAD and not partial_path(dest).exists()
-    download(server.url, dest, SHA, progress=False)
+    download(server.url, dest, SHA, progress=False, insecure=True)
     assert len(server.requests) == 1  # the second call found the verified file
 
 
 def test_cut_transfer_resumes_with_a_range_request(server, tmp_path):
     server.cut_after = 300_000
-    dest = download(server.url, tmp_path / "f.bin", SHA, progress=False, backoff=0.01)
+    dest = download(server.url, tmp_path / "f.bin", SHA, progress=False, insecure=True, backoff=0.01)
     assert dest.read_bytes() == PAYLOAD
     assert server.requests[0] is None and server.requests[1] == "bytes=300000-"
 
@@ -97,7 +97,7 @@ def test_cut_transfer_resumes_with_a_range_request(server, tmp_path):
 def test_partial_file_from_an_earlier_run_is_continued(server, tmp_path):
     dest = tmp_path / "f.bin"
     partial_path(dest).write_bytes(PAYLOAD[:123_456])
-    download(server.url, dest, SHA, progress=False)
+    download(server.url, dest, SHA, progress=False, insecure=True)
     assert dest.read_bytes() == PAYLOAD and server.requests == ["bytes=123456-"]
 
 
@@ -105,20 +105,20 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     server.honour_range = False
     dest = tmp_path / "f.bin"
     partial_path(dest).write_bytes(PAYLOAD[:1000])
-    download(server.url, dest, SHA, progress=False)
+    download(server.url, dest, SHA, progress=False, insecure=True)
     assert dest.read_bytes() == PAYLOAD
 
 
 def test_transient_http_error_is_retried(server, tmp_path):
     server.status_once = 503
-    download(server.url, tmp_path / "f.bin", SHA, progress=False, backoff=0.01)
+    download(server.url, tmp_path / "f.bin", SHA, progress=False, insecure=True, backoff=0.01)
     assert len(server.requests) == 2
 
 
 def test_checksum_mismatch_keeps_nothing_under_the_final_name(server, tmp_path):
     dest = tmp_path / "f.bin"
     with pytest.raises(ChecksumMismatch, match="does not match the registry") as exc:
-        download(server.url, dest, "0" * 64, progress=False)
+        download(server.url, dest, "0" * 64, progress=False, insecure=True)
     assert server.url in str(exc.value)
     assert not dest.exists() and not partial_path(dest).exists()
 
@@ -126,7 +126,7 @@ def test_checksum_mismatch_keeps_nothing_under_the_final_name(server, tmp_path):
 def test_permanent_http_error_names_the_url(server, tmp_path):
     server.status_once = 404
     with pytest.raises(DownloadError, match="404") as exc:
-        download(server.url, tmp_path / "f.bin", SHA, progress=False)
+        download(server.url, tmp_path / "f.bin", SHA, progress=False, insecure=True)
     assert server.url in str(exc.value) and len(server.requests) == 1  # not retried
 
 
@@ -194,7 +194,7 @@ def test_free_disk_is_checked_before_writing(server, tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(_shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(DownloadError, match="GB needed"):
-        download(server.url, tmp_path / "f.bin", SHA, progress=False)
+        download(server.url, tmp_path / "f.bin", SHA, progress=False, insecure=True)
     assert not (tmp_path / "f.bin").exists()
 
 

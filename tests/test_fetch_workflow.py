@@ -66,7 +66,7 @@ def project(tmp_path_factory):
                 "modalities": {
                     "ct": {
                         "kind": "ct", "image": "ct/{case}_image.nii.gz", "label": "ct/{case}_label.nii.gz", "cases": CASES, "test": ["3"],
-                        "source": {"kind": "download", "files": [{"url": url, "sha256": sha, "name": "Task99_Blobs.tar.gz"}], "importer": "folder",
+                        "source": {"kind": "download", "files": [{"url": url, "sha256": sha, "name": "Task99_Blobs.tar.gz", "insecure": True}], "importer": "folder",
                                    "subdir": "Task99_Blobs/Task99_Blobs", "layout": {"image": "imagesTr/blob_{case}.nii.gz", "label": "labelsTr/blob_{case}.nii.gz"}},
                     },
                     "mr": {

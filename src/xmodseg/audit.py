@@ -14,7 +14,8 @@ For each per-seed metrics file behind a reported number the chain is:
   catches a wrong number whose files were all re-hashed consistently (tests/test_provenance.py);
 - dvc.lock: model, sidecar, metrics and report files have the md5 `dvc commit` recorded;
 - git: the recorded commit is an ancestor of HEAD (a dirty workspace at run time is named);
-- reinfer (optional): predicting again with the model reproduces the stored predictions.
+- reinfer (optional): predicting again with the model reproduces the stored predictions. A model
+  whose own link is broken is never loaded (a tampered file is not run); that link says why.
 """
 
 from __future__ import annotations
@@ -202,8 +203,12 @@ def _git_link(records: Sequence[Mapping[str, Any]], repo: Path) -> Link:
     return _link("git", problems, ", ".join(notes) or "no record")
 
 
-def _reinfer_link(metrics: Mapping[str, Any], repo: Path) -> Link:
-    """Predict every test volume again with the stored model; compare voxel by voxel."""
+def _reinfer_link(metrics: Mapping[str, Any], repo: Path, model_link: Link) -> Link:
+    """Predict every test volume again with the stored model; compare voxel by voxel. Not done
+    when `model_link` is broken: a model.pt that is not the recorded file may be a hostile one."""
+    if not model_link.ok:
+        model = metrics["provenance"]["model"]
+        return Link("reinfer", False, f"not re-inferred: {model} is not loaded because its model link is broken ({model_link.detail})")
     import SimpleITK as sitk
 
     from xmodseg.evaluate import load_prediction_grid
@@ -387,12 +392,13 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
         exp = metrics["experiment"]["name"]
         sidecar_path = root / Path(metrics["provenance"]["model"]).with_suffix(".json")
         sidecar = _load_json(sidecar_path) if sidecar_path.is_file() else None
-        seed_links = [_data_link(metrics, sidecar, hashes), _model_link(metrics, sidecar, hashes), _predictions_link(metrics, hashes)]
+        model_link = _model_link(metrics, sidecar, hashes)
+        seed_links = [_data_link(metrics, sidecar, hashes), model_link, _predictions_link(metrics, hashes)]
         lock_checks = [lock.check(metrics["provenance"]["model"]), lock.check(Path(metrics["provenance"]["model"]).with_suffix(".json")), lock.check(f)]
         seed_links.append(_link("dvc.lock", [m for ok, m in lock_checks if not ok], f"model, sidecar and {Path(f).name} match"))
         seed_links.append(_git_link([metrics["provenance"].get("git"), ((sidecar or {}).get("provenance") or {}).get("git")], root))
         if reinfer:
-            seed_links.append(_reinfer_link(metrics, root))
+            seed_links.append(_reinfer_link(metrics, root, model_link))
         doc, mismatches = _recomputed_doc(metrics, f, root)
         value_problems = [m for _, _, m in mismatches]
         seed_links.append(_link("value", list(dict.fromkeys(value_problems)), "per-case values and summary recomputed exactly"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -371,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = args.func(args)
     except XmodsegError as exc:
         print(f"xmodseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # full disk, permissions: the message names the path; the traceback only with -v
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        hint = " (disk full?)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"xmodseg {args.command}: error: {exc}{hint}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

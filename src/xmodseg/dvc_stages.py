@@ -11,6 +11,7 @@ translators and warm starts; `xmodseg record` regenerates it for the config it r
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def load_config(configfile: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _snakemake(targets: list[str], configfile: str) -> str:
     # Targets first: `--resources gpu=N` would otherwise swallow them (infra.md 1d).
-    return f"snakemake {' '.join(targets)} --cores all --configfile {configfile}"
+    return f"snakemake {' '.join(shlex.quote(t) for t in targets)} --cores all --configfile {shlex.quote(configfile)}"
 
 
 def render_stages(cfg: Mapping[str, Any], configfile: str) -> dict[str, Any]:

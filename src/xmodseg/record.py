@@ -29,12 +29,11 @@ from xmodseg.dvc_lock import dvc_executable
 from xmodseg.dvc_stages import write_dvc_yaml
 from xmodseg.errors import XmodsegError
 from xmodseg.hashing import sha256_file
+from xmodseg.provenance import code_changes, parse_porcelain_z
 
 log = logging.getLogger(__name__)
 
 REPORT = Path("results/provenance/report.html")
-# Files record itself writes; they may differ from HEAD when it starts.
-MANAGED = ("dvc.yaml", "dvc.lock", "results/metrics/", "results/provenance/")
 NOTHING_TO_DO = "Nothing to be done"
 
 
@@ -65,10 +64,10 @@ def pending_jobs(repo: Path, configfile: str | None) -> str | None:
 
 
 def dirty_files(repo: Path) -> list[str]:
-    """Tracked files changed since HEAD, other than the ones record manages."""
-    out = _run(["git", "status", "--porcelain", "--untracked-files=no"], repo, "git status")
-    paths = [line[3:].split(" -> ")[-1] for line in out.stdout.splitlines() if line.strip()]
-    return [p for p in paths if not any(p == m or p.startswith(m) for m in MANAGED if m.endswith("/")) and p not in MANAGED]
+    """Tracked files changed since HEAD, other than the pipeline's own outputs (those record writes
+    and dvc.yaml's outs; the same rule as every job's provenance dirty flag)."""
+    out = _run(["git", "status", "--porcelain", "-z", "--untracked-files=no"], repo, "git status")
+    return code_changes(parse_porcelain_z(out.stdout), repo)
 
 
 def dvc_status(repo: Path) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,17 @@ from xmodseg.errors import ConfigError, SplitLeakError
 from xmodseg.labels import LabelMapping
 
 MODALITY_KINDS = ("mr", "ct")
+# Data-set, modality and case names become folder and file names and reach job command lines:
+# a name that could mean something to a shell or a path (`, $, ;, space, /, a leading . or -) is refused.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+
+
+def check_name(value: Any, key: str, what: str) -> str:
+    """`value` if it is a safe name (NAME_PATTERN), else a ConfigError naming `key` and the rule."""
+    if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
+        raise ConfigError(f"{key}: {what} {value!r} is not allowed (names become file names and command arguments); use only {NAME_RULE}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,17 @@ def assert_no_test_cases(used: Sequence[str], spec: ModalitySpec, purpose: str) 
         raise SplitLeakError(f"test cases {leaked} of modality '{spec.name}' would be used for {purpose}")
 
 
+def check_has_test_cases(spec: DatasetSpec, modality: str, used_by: str) -> None:
+    """A modality that `used_by` is evaluated on needs test cases: with an empty `test:` list the
+    failure would only come after training, when evaluation finds nothing to score."""
+    mod = spec.modality(modality)
+    if not mod.test_cases:
+        raise ConfigError(
+            f"datasets.{spec.name}.modalities.{modality}.test is empty, but {used_by} is evaluated on the "
+            f"'{modality}' test cases: list the test case ids there (some of its {len(mod.cases)} cases), or choose another target"
+        )
+
+
 def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_kind: str | None = None) -> ModalitySpec:
     for field in ("image", "label", "cases"):
         if field not in raw:
@@ -128,6 +151,8 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_ki
         test_cases=parse_cases(raw.get("test", []), f"{key}.test"),
         source=dict(raw["source"]) if raw.get("source") else None,
     )
+    for case in spec.cases:
+        check_name(case, f"{key}.cases", "case id")  # test ids must be among the cases (check_split)
     kind_here = (spec.source or {}).get("kind", source_kind)
     check_split(spec, key, needs_train_cases=kind_here != "sifa_release")
     return spec
@@ -135,6 +160,7 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_ki
 
 def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.PathLike[str] = ".") -> DatasetSpec:
     key = f"datasets.{name}"
+    check_name(name, "datasets", "data-set name")
     labels = raw.get("labels")
     if not labels or "classes" not in labels or "mapping" not in labels:
         raise ConfigError(f"{key}.labels needs 'classes' and 'mapping'")
@@ -145,6 +171,8 @@ def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.Pa
     mods = raw.get("modalities") or {}
     if not mods:
         raise ConfigError(f"{key}.modalities is empty")
+    for m in mods:
+        check_name(m, f"{key}.modalities", "modality name")
     root = Path(raw.get("root", f"data/raw/{name}"))
     if not root.is_absolute():
         root = Path(base_dir) / root
@@ -174,6 +202,8 @@ def load_registry(path: str | os.PathLike[str]) -> dict[str, Mapping[str, Any]]:
     data = read_yaml(p, "registry file")
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
         raise ConfigError(f"{p}: expected a top-level 'datasets:' mapping")
+    for name in data["datasets"]:
+        check_name(name, f"{p}: datasets", "data-set name")
     return data["datasets"]
 
 

@@ -416,7 +416,7 @@ def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
 
 
 def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], overlays: Mapping[str, str], claims: str = "") -> str:
-    parts = [f"# {title}\n"]
+    parts = [f"# {' '.join(str(title).split()) or 'xmodseg report'}\n"]  # one heading line, as given (no quoting)
     parts.append(
         "Target-domain test volumes, 3D per volume. Values are mean ± std: std over seeds when an experiment "
         "has several seeds, otherwise over test volumes. N/A: ASSD undefined for some volume (empty prediction or "

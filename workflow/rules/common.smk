@@ -1,13 +1,14 @@
 # Config validation and the small input/params functions the rules use (no logic beyond lookup).
 import json
+import re
 import shlex
 
 from snakemake.utils import validate
 
 from xmodseg.gpu_lease import export_slots as export_gpu_slots
 from xmodseg.methods import available_methods, get_method
-from xmodseg.registry import load_dataset
-from xmodseg.translation.registry import available_translators
+from xmodseg.registry import check_has_test_cases, load_dataset
+from xmodseg.translation.registry import available_translators, get_translator
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -21,8 +22,10 @@ ENV = "../../envs/xmodseg.yaml"
 for _name, _exp in EXPERIMENTS.items():
     if _exp["method"] not in available_methods():
         raise ValueError(f"experiments.{_name}.method: '{_exp['method']}' is not one of {available_methods()}")
+    get_method(_exp["method"]).check_params(_exp["train"], f"experiments.{_name}.train")  # unknown keys would be ignored
     for _role in ("source", "target"):
         DATASET.modality(_exp[_role])  # raises naming the missing modality
+    check_has_test_cases(DATASET, _exp["target"], f"experiments.{_name}")  # before any job, not after training
     if _exp["method"] == "translate_then_segment" and "translator" not in _exp:
         raise ValueError(f"experiments.{_name}.translator: required for method translate_then_segment")
     if "translator" in _exp:
@@ -44,6 +47,7 @@ for _name, _exp in EXPERIMENTS.items():
 for _name, _tr in TRANSLATORS.items():
     if _tr["translator"] not in available_translators():
         raise ValueError(f"translators.{_name}.translator: '{_tr['translator']}' is not one of {available_translators()}")
+    get_translator(_tr["translator"]).check_params(_tr["train"], f"translators.{_name}.train")
     for _role in ("source", "target"):
         DATASET.modality(_tr[_role])
 
@@ -60,11 +64,12 @@ def gpu_slots():
 export_gpu_slots(gpu_slots())  # XMODSEG_GPU_SLOTS, inherited by local jobs
 
 
+# Names match NAME_PATTERN (schema, registry); escaped here so that a `.` matches only itself.
 wildcard_constraints:
-    dataset=DS,
-    modality="|".join(DATASET.modalities),
-    exp="|".join(EXPERIMENTS),
-    tname="|".join(TRANSLATORS) or "no-translators",
+    dataset=re.escape(DS),
+    modality="|".join(map(re.escape, DATASET.modalities)),
+    exp="|".join(map(re.escape, EXPERIMENTS)),
+    tname="|".join(map(re.escape, TRANSLATORS)) or "no-translators",
     seed=r"\d+",
 
 
@@ -107,7 +112,7 @@ def train_priority(wildcards):
 
 
 def warm_start_arg(wildcards, input):
-    return f"--warm-start {input.warm_start}" if "warm_start" in input.keys() else ""
+    return f"--warm-start {shlex.quote(input.warm_start)}" if "warm_start" in input.keys() else ""
 
 
 def oracle_model(target):

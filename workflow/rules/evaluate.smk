@@ -29,6 +29,6 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} xmodseg evaluate --registry {params.registry} --dataset {wildcards.dataset} "
-        "--model {input.model} --target-cache {input.target} --predictions {output.predictions} "
-        "--metrics {output.metrics} --experiment {params.experiment} --batch-size {params.batch_size} --gpu {resources.gpu} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} xmodseg evaluate --registry {params.registry:q} --dataset {wildcards.dataset:q} "
+        "--model {input.model:q} --target-cache {input.target:q} --predictions {output.predictions:q} "
+        "--metrics {output.metrics:q} --experiment {params.experiment} --batch-size {params.batch_size:q} --gpu {resources.gpu:q} > {log:q} 2>&1"

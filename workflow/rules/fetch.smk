@@ -21,8 +21,8 @@ for _mod in DATASET.modalities:
             f"results/benchmarks/fetch/{DS}_{_mod}_source.tsv"
         retries: 2
         shell:
-            "xmodseg fetch-source --registry {params.registry} --dataset {DS} --modality {params.modality} "
-            "--downloads data/downloads/{DS}/{params.modality} --marker {output} --path {params.path} > {log} 2>&1"
+            "xmodseg fetch-source --registry {params.registry:q} --dataset {DS:q} --modality {params.modality:q} "
+            "--downloads data/downloads/{DS:q}/{params.modality:q} --marker {output:q} --path {params.path} > {log:q} 2>&1"
 
     rule:
         name:
@@ -42,4 +42,4 @@ for _mod in DATASET.modalities:
         conda:
             ENV
         shell:
-            "xmodseg import --registry {params.registry} --dataset {DS} --modality {params.modality} --marker {input} > {log} 2>&1"
+            "xmodseg import --registry {params.registry:q} --dataset {DS:q} --modality {params.modality:q} --marker {input:q} > {log:q} 2>&1"

@@ -26,8 +26,8 @@ if DATASET.source.get("kind") != "sifa_release":
         conda:
             ENV
         shell:
-            "xmodseg preprocess --registry {params.registry} --dataset {wildcards.dataset} "
-            "--modality {wildcards.modality} --params {params.cfg} --out {output} > {log} 2>&1"
+            "xmodseg preprocess --registry {params.registry:q} --dataset {wildcards.dataset:q} "
+            "--modality {wildcards.modality:q} --params {params.cfg} --out {output:q} > {log:q} 2>&1"
 
 else:
 
@@ -46,5 +46,5 @@ else:
         conda:
             ENV
         shell:
-            "xmodseg release-cache --registry {params.registry} --dataset {wildcards.dataset} "
-            "--modality {wildcards.modality} --marker {input.marker} --out {output} > {log} 2>&1"
+            "xmodseg release-cache --registry {params.registry:q} --dataset {wildcards.dataset:q} "
+            "--modality {wildcards.modality:q} --marker {input.marker:q} --out {output:q} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "xmodseg aggregate --metrics {input} --out {output} > {log} 2>&1"
+        "xmodseg aggregate --metrics {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -30,7 +30,7 @@ rule report:
             category="Overlays",
         ),
     params:
-        title=as_arg(config.get("report", {}).get("title", "xmodseg report")),
+        title=config.get("report", {}).get("title", "xmodseg report"),  # plain text, quoted by :q below
         reference=lambda w: f"--reference {as_arg(config['reference'])}" if config.get("reference") else "",
         comparisons=as_arg(report_comparisons()),
         source_kinds=as_arg({m: DATASET.source_of(m).get("kind", "") for m in DATASET.modalities}),
@@ -41,6 +41,6 @@ rule report:
     conda:
         ENV
     shell:
-        "xmodseg report --metrics {input.metrics} --translation {input.translation} --anatomy {input.anatomy} "
-        "--out results/report --title {params.title} {params.reference} --comparisons {params.comparisons} "
-        "--source-kinds {params.source_kinds} > {log} 2>&1"
+        "xmodseg report --metrics {input.metrics:q} --translation {input.translation:q} --anatomy {input.anatomy:q} "
+        "--out results/report --title {params.title:q} {params.reference} --comparisons {params.comparisons} "
+        "--source-kinds {params.source_kinds} > {log:q} 2>&1"

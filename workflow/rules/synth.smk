@@ -21,4 +21,4 @@ if DATASET.source.get("kind") == "synthetic":
             conda:
                 ENV
             shell:
-                "xmodseg synth --registry {params.registry} --dataset {params.dataset} --modality {params.modality} > {log} 2>&1"
+                "xmodseg synth --registry {params.registry:q} --dataset {params.dataset:q} --modality {params.modality:q} > {log:q} 2>&1"

@@ -25,6 +25,6 @@ rule train:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} xmodseg train --method {params.method} --params {params.train} --seed {wildcards.seed} "
-        "--source-cache {input.source} --target-cache {input.target} --model {output.model} "
-        "--checkpoint-dir {params.checkpoints} --train-log {log.losses} {params.warm_start} > {log.run} 2>&1"
+        "OMP_NUM_THREADS={threads} xmodseg train --method {params.method:q} --params {params.train} --seed {wildcards.seed:q} "
+        "--source-cache {input.source:q} --target-cache {input.target:q} --model {output.model:q} "
+        "--checkpoint-dir {params.checkpoints:q} --train-log {log.losses:q} {params.warm_start} > {log.run:q} 2>&1"

@@ -33,10 +33,10 @@ rule translate:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} xmodseg translate --translator {params.translator} --params {params.train} "
-        "--seed {wildcards.seed} --source-cache {input.source} --target-cache {input.target} --model {output.model} "
-        "--checkpoint-dir {params.checkpoints} --train-log {log.losses} --out-cache {output.cache} "
-        "--quality {output.quality} --preview {output.preview} > {log.run} 2>&1"
+        "OMP_NUM_THREADS={threads} xmodseg translate --translator {params.translator:q} --params {params.train} "
+        "--seed {wildcards.seed:q} --source-cache {input.source:q} --target-cache {input.target:q} --model {output.model:q} "
+        "--checkpoint-dir {params.checkpoints:q} --train-log {log.losses:q} --out-cache {output.cache:q} "
+        "--quality {output.quality:q} --preview {output.preview:q} > {log.run:q} 2>&1"
 
 
 rule translation_check:
@@ -54,5 +54,5 @@ rule translation_check:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} xmodseg translation-check --translated-cache {input.cache} "
-        "--source-cache {input.source} --oracle {input.oracle} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} xmodseg translation-check --translated-cache {input.cache:q} "
+        "--source-cache {input.source:q} --oracle {input.oracle:q} --out {output:q} > {log:q} 2>&1"

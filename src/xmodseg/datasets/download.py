@@ -3,6 +3,10 @@
 The bytes go to `<dest>.partial`; an interrupted transfer continues from there with a Range request
 (a server that ignores Range restarts it). Only a file whose sha256 matches the registry is renamed
 onto `dest`; a mismatch removes the partial file and stops with both hashes and the URL.
+
+Only https:// is fetched (also after a redirect): http:// and file:// need `insecure: true` on the
+registry's file entry. A file without a checksum is refused unless its entry says
+`allow_unpinned: true` (then the sha256 of what arrived is logged, to be pinned).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from email.message import Message
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
@@ -53,9 +60,32 @@ def check_free_space(folder: Path, needed: int, margin: float = 1.05) -> None:
         raise DownloadError(f"{folder}: {needed / 1e9:.2f} GB needed (+5 %), only {free / 1e9:.2f} GB free")
 
 
-def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
+def check_url(url: str, insecure: bool = False, redirected_from: str | None = None) -> None:
+    """Refuse a URL that could be altered in transit or read local files: https only, unless the
+    registry entry says `insecure: true` (then also http:// and file://)."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme == "https" or (insecure and scheme in ("http", "file")):
+        return
+    where = f"{redirected_from} redirects to {url}" if redirected_from else url
+    if scheme in ("http", "file"):
+        raise DownloadError(f"{where}: refusing a {scheme}:// download (not authenticated); use an https:// URL, or set `insecure: true` on this file's registry entry")
+    raise DownloadError(f"{where}: unsupported URL scheme '{scheme}' (only https://, or http:// and file:// with `insecure: true`)")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to a URL `check_url` accepts (no silent https -> http downgrade)."""
+
+    def __init__(self, insecure: bool) -> None:
+        self.insecure = insecure
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message, newurl: str) -> urllib.request.Request | None:
+        check_url(newurl, self.insecure, redirected_from=req.full_url)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open(url: str, start: int, timeout: float, insecure: bool = False) -> http.client.HTTPResponse:
     req = urllib.request.Request(url, headers={"User-Agent": "xmodseg-downloader", **({"Range": f"bytes={start}-"} if start else {})})
-    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URLs come from the registry
+    return urllib.request.build_opener(_CheckedRedirects(insecure)).open(req, timeout=timeout)  # type: ignore[return-value]  # noqa: S310 - scheme checked
 
 
 def download(
@@ -65,17 +95,26 @@ def download(
     *,
     md5: str | None = None,
     size: int | None = None,
+    insecure: bool = False,
+    allow_unpinned: bool = False,
     retries: int = 5,
     backoff: float = 1.0,
     timeout: float = 60.0,
     progress: bool = True,
 ) -> Path:
     """Fetch `url` to `dest` (skipped when `dest` already has the registry's hash). The registry
-    gives sha256, or md5 where only that is published (MSD's archives); with neither, the sha256
-    of what arrived is logged so it can be added."""
+    gives sha256, or md5 where only that is published (MSD's archives); with neither the file is
+    refused unless `allow_unpinned` (the registry says so), and the sha256 of what arrived is logged
+    so it can be added. `insecure` (the registry says so) also accepts http:// and file://."""
+    check_url(url, insecure)
+    algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5) if md5 else ("sha256", None)
+    if expected is None and not allow_unpinned:
+        raise DownloadError(
+            f"{url}: no checksum in the registry, so a changed or substituted file would go unnoticed; add `sha256: <hex>` "
+            "to this file's entry (or `allow_unpinned: true` where none is published: its sha256 is then logged)"
+        )
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5) if md5 else ("sha256", None)
     if dest.is_file() and expected and sha256_of(dest, algorithm) == expected:
         log.info("%s: present, %s ok", dest, algorithm)
         return dest
@@ -84,7 +123,7 @@ def download(
     while True:
         start = part.stat().st_size if part.exists() else 0
         try:
-            _transfer(url, part, start, size, timeout, progress)
+            _transfer(url, part, start, size, timeout, progress, insecure)
             break
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and start:  # nothing left to send: the partial file may be complete
@@ -102,7 +141,7 @@ def download(
         time.sleep(wait)
     actual = sha256_of(part, algorithm)
     if expected is None:
-        log.warning("%s: no checksum in the registry; downloaded file has sha256 %s (add it to the registry)", url, actual)
+        log.warning("%s: unpinned (allow_unpinned: true); downloaded file has sha256 %s (pin it: add it to the registry)", url, actual)
     elif actual != expected:
         part.unlink()
         raise ChecksumMismatch(f"{url}: {algorithm} {actual} does not match the registry's {expected}; the download was removed (nothing written to {dest})")
@@ -110,8 +149,8 @@ def download(
     return dest
 
 
-def _transfer(url: str, part: Path, start: int, size: int | None, timeout: float, progress: bool) -> None:
-    with _open(url, start, timeout) as resp:
+def _transfer(url: str, part: Path, start: int, size: int | None, timeout: float, progress: bool, insecure: bool = False) -> None:
+    with _open(url, start, timeout, insecure) as resp:
         status = getattr(resp, "status", 200)
         if start and status != 206:
             log.info("%s: server ignored the Range request; restarting", url)

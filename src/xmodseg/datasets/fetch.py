@@ -3,7 +3,8 @@
 Registry `source:` kinds handled here (the synthetic phantom is `xmodseg synth`):
 
 - `download`: `files: [{url, sha256 | md5, name}]` fetched into `data/downloads/<dataset>/`
-  (resumable, verified), archives extracted safely;
+  (resumable, verified), archives extracted safely; https only and a checksum required unless the
+  file's entry says `insecure: true` (http://, file://) or `allow_unpinned: true` (no checksum);
 - `import`: data behind a registration (MM-WHS, BTCV, ACDC, LA-2018). `path:` points to the
   user's archive or folder; without it, or if it does not exist, the stage stops saying where to
   request the data (`request:`) and where to put it.
@@ -26,15 +27,34 @@ from xmodseg.atomic import write_json
 from xmodseg.datasets.archive import extract
 from xmodseg.datasets.download import download, sha256_of
 from xmodseg.errors import ConfigError, InputDataError
-from xmodseg.registry import DatasetSpec
+from xmodseg.registry import DatasetSpec, check_name
 
 log = logging.getLogger(__name__)
 
 KINDS = ("download", "import", "sifa_release")  # sifa_release: imported like `import`
+FILE_KEYS = ("url", "name", "sha256", "md5", "size", "insecure", "allow_unpinned")
 
 
 class DataNotProvided(InputDataError):
     """A registration-gated data set is not where the config says (the message says what to do)."""
+
+
+def check_file_entry(f: Any, key: str) -> dict[str, Any]:
+    """One `files:` entry of a download source: known keys only (a misspelt `allow_unpinned` must
+    not pass unnoticed), a plain file name, and the two opt-outs as real booleans."""
+    if not isinstance(f, Mapping):
+        raise ConfigError(f"{key}: expected a mapping with url, name and sha256")
+    unknown = sorted(set(f) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {unknown} (valid: {list(FILE_KEYS)})")
+    for required in ("url", "name"):
+        if not isinstance(f.get(required), str):
+            raise ConfigError(f"{key}.{required} is required (a string)")
+    check_name(f["name"], f"{key}.name", "file name")  # a plain name: the file stays in the downloads folder
+    for flag in ("insecure", "allow_unpinned"):
+        if not isinstance(f.get(flag, False), bool):
+            raise ConfigError(f"{key}.{flag}: expected true or false, got {f[flag]!r}")
+    return dict(f)
 
 
 def _is_archive(path: Path) -> bool:
@@ -57,10 +77,14 @@ def prepare_source(
     record: dict[str, Any] = {"dataset": spec.name, "modality": modality, "kind": kind, "files": []}
     if kind == "download":
         files = src.get("files") or []
+        own = "files" in (spec.modality(modality).source or {})
+        key = f"datasets.{spec.name}{f'.modalities.{modality}' if own else ''}.source.files"
         if not files:
-            raise ConfigError(f"datasets.{spec.name}.source.files: empty")
-        for f in files:
-            dest = download(f["url"], base / f["name"], f.get("sha256"), md5=f.get("md5"), size=f.get("size"))
+            raise ConfigError(f"{key}: empty")
+        for i, entry in enumerate(files):
+            f = check_file_entry(entry, f"{key}[{i}]")
+            opts = {"insecure": f.get("insecure", False), "allow_unpinned": f.get("allow_unpinned", False)}
+            dest = download(f["url"], base / f["name"], f.get("sha256"), md5=f.get("md5"), size=f.get("size"), **opts)
             record["files"].append({"url": f["url"], "path": str(dest), "sha256": sha256_of(dest)})
         archives = [Path(r["path"]) for r in record["files"] if _is_archive(Path(r["path"]))]
         folder = base / "extracted"

@@ -6,12 +6,17 @@ BTCV (`img/img{case}.nii.gz`, `label/label{case}.nii.gz`), the Medical Segmentat
 given as two patterns with `{case}`; any format SimpleITK reads (.nii, .nii.gz, .nrrd, .mha, ...)
 is accepted. Each image/label pair must share its geometry and every label value must be in the
 registry's mapping (or `ignore`), so a wrong file or label convention stops the import with the
-file named instead of surfacing later as a bad Dice. Files are written as .nii.gz with their
-geometry unchanged, atomically, plus `import_manifest.json` (source and output sha256).
+file named instead of surfacing later as a bad Dice. Every file is read through
+`xmodseg.imageio.read_image` (truncation, header spacing and NaN/Inf checks); NaN/Inf image voxels
+stop the import unless the source says `nonfinite: <value>`. Files are written as .nii.gz with
+their geometry unchanged under temporary names, renamed into place only once every case has
+passed (a bad case leaves no partial data set, and a previous complete import stays as it was),
+then `import_manifest.json` (source and output sha256).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -21,42 +26,42 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from xmodseg.atomic import write_json
+from xmodseg.atomic import atomic_path, write_json
 from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file
-from xmodseg.imageio import check_pair_geometry, write_image
+from xmodseg.imageio import check_pair_geometry, parse_nonfinite, read_image, write_image
 from xmodseg.registry import DatasetSpec
 
 log = logging.getLogger(__name__)
 
 
-def _read(path: Path, kind: str) -> sitk.Image:
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise InputDataError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
-    if img.GetDimension() != 3:
-        raise InputDataError(f"{path}: {img.GetDimension()}-D {kind}, expected a 3-D volume")
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputDataError(f"{path}: {kind} has {img.GetNumberOfComponentsPerPixel()} components per voxel, expected 1")
-    return img
-
-
-def import_case(image_src: Path, label_src: Path, image_dst: Path, label_dst: Path, spec: DatasetSpec) -> dict[str, Any]:
+def import_case(
+    image_src: Path,
+    label_src: Path,
+    image_dst: Path,
+    label_dst: Path,
+    spec: DatasetSpec,
+    *,
+    nonfinite: str | float = "error",
+    staged: contextlib.ExitStack | None = None,
+) -> dict[str, Any]:
+    """Check one image/label pair and write it to `image_dst`, `label_dst`; returns its record.
+    With `staged`, the files are written under temporary names that the stack renames on exit."""
     for p in (image_src, label_src):
         if not p.is_file():
             raise InputDataError(f"{p}: not found")
-    image = _read(image_src, "image")
-    label = _read(label_src, "label")
+    image = read_image(image_src, kind="image", nonfinite=nonfinite)
+    label = read_image(label_src, kind="label")
     check_pair_geometry(image, label, str(image_src), str(label_src))
     arr = sitk.GetArrayViewFromImage(label)
     if not np.issubdtype(arr.dtype, np.integer) and not np.all(np.mod(arr, 1) == 0):
         raise InputDataError(f"{label_src}: non-integer label values")
     spec.labels.to_indices(np.asarray(arr), label_src)  # raises naming unknown label values
-    write_image(image, image_dst)
+    image_out, label_out = (image_dst, label_dst) if staged is None else [staged.enter_context(atomic_path(p)) for p in (image_dst, label_dst)]
+    write_image(image, image_out, reported_as=image_dst)
     if not np.issubdtype(arr.dtype, np.integer):
         label = sitk.Cast(label, sitk.sitkInt16)
-    write_image(label, label_dst)
+    write_image(label, label_out, reported_as=label_dst)
     return {
         "image_source": str(image_src),
         "label_source": str(label_src),
@@ -64,8 +69,8 @@ def import_case(image_src: Path, label_src: Path, image_dst: Path, label_dst: Pa
         "label_source_sha256": sha256_file(label_src),
         "image": str(image_dst),
         "label": str(label_dst),
-        "image_sha256": sha256_file(image_dst),
-        "label_sha256": sha256_file(label_dst),
+        "image_sha256": sha256_file(image_out),
+        "label_sha256": sha256_file(label_out),
     }
 
 
@@ -77,8 +82,10 @@ def import_cases(
     described_as: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """Import every registry case of `modality`; `resolve(folder, case)` names its source image
-    and label. All cases are checked to exist before anything is written. `described_as` goes into
-    the manifest (the layout the files were found by)."""
+    and label. All cases are checked to exist before anything is read; the output files take their
+    final names only after every case has been checked and written, so a bad case k leaves neither
+    cases 1..k-1 of a half import nor a changed previous import. `described_as` goes into the
+    manifest (the layout the files were found by)."""
     src = Path(source_dir)
     if not src.is_dir():
         raise InputDataError(f"{src}: import folder not found")
@@ -95,12 +102,18 @@ def import_cases(
             missing.append((c, str(pairs[c][0])))
     if missing:
         raise InputDataError(f"{src}: {len(missing)} of {len(mod.cases)} cases of '{modality}' are missing (e.g. case {missing[0][0]}: {missing[0][1]}); check the layout and case ids in the registry")
+    where = f"datasets.{spec.name}.modalities.{modality}.source" if "nonfinite" in (mod.source or {}) else f"datasets.{spec.name}.source"
+    nonfinite = parse_nonfinite(spec.source_of(modality).get("nonfinite"), f"{where}.nonfinite")
+    manifest = spec.root / modality / "import_manifest.json"
     records = []
-    for case, (image_src, label_src) in pairs.items():
-        rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec)
-        records.append({"case": case, **rec})
-        log.info("imported %s case %s", modality, case)
-    write_json(spec.root / modality / "import_manifest.json", {"dataset": spec.name, "modality": modality, "source": str(src), "layout": dict(described_as), "cases": records})
+    with contextlib.ExitStack() as staged:  # each file under a temporary name, renamed once every case passed
+        for case, (image_src, label_src) in pairs.items():
+            rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec, nonfinite=nonfinite, staged=staged)
+            records.append({"case": case, **rec})
+            log.info("checked %s case %s", modality, case)
+        manifest.unlink(missing_ok=True)  # from here on the files are no longer the previous import's
+    write_json(manifest, {"dataset": spec.name, "modality": modality, "source": str(src), "layout": dict(described_as), "cases": records})
+    log.info("imported %d %s cases", len(records), modality)
     return records
 
 

@@ -8,9 +8,9 @@ label channels). SIFA's reader (data_loader.py) feeds the network channel 1 (the
 the image and one-hot encodes channel 1 of the label with depth 5: values 0 bg, 1 MYO, 2 LAC,
 3 LVC, 4 AA, and the release's value 5 (about 4 % of the pixels) becomes an all-zero vector, i.e.
 no class. Here 5 becomes `labels.IGNORE_INDEX`, which every loss excludes.
-The length CRC is checked (it catches truncated or misaligned files); the payload CRC is not,
-because a pure-Python CRC-32C costs about a second per slice and the archive's sha256 already
-guarantees the bytes.
+Both CRCs are checked (the `crc32c` package, in C): the length CRC catches truncated or misaligned
+files, the payload CRC a flipped byte inside a record, which the archive's sha256 cannot see in a
+file the user supplies or edits after extraction.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import numpy as np
 
 from xmodseg.atomic import atomic_dir, save_npy, write_json
@@ -45,24 +46,10 @@ TEST_PRECISION = "float64"
 # The manifest's `intensity_space` of caches already in SIFA's [-1, 1] (models must not refit or clamp it)
 SIFA_UNIT_SPACE = "sifa_unit"
 
-_CRC_TABLE: list[int] = []
-
-
-def _crc32c(data: bytes) -> int:
-    if not _CRC_TABLE:
-        for i in range(256):
-            c = i
-            for _ in range(8):
-                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-            _CRC_TABLE.append(c)
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
 
 def masked_crc(data: bytes) -> int:
-    crc = _crc32c(data)
+    """TensorFlow's masked CRC-32C (rotated and offset so a CRC of CRCs is not trivially zero)."""
+    crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
@@ -78,8 +65,11 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
             if masked_crc(header[:8]) != crc:
                 raise InputDataError(f"{p}: record {index} length CRC mismatch (not a TFRecord file, or corrupt)")
             payload = fh.read(length)
-            if len(payload) < length or len(fh.read(4)) < 4:
+            footer = fh.read(4)
+            if len(payload) < length or len(footer) < 4:
                 raise InputDataError(f"{p}: record {index} truncated ({len(payload)} of {length} bytes)")
+            if masked_crc(payload) != struct.unpack("<I", footer)[0]:
+                raise InputDataError(f"{p}: record {index} payload CRC-32C mismatch (corrupt file: fetch or copy it again)")
             yield payload
             index += 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,8 +11,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from xmodseg.errors import ConfigError
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
+
+# `train` keys the shared loop reads for every method and translator (xmodseg.training.run).
+LOOP_PARAMS = frozenset({"iterations", "device", "amp", "checkpoint_every", "log_every", "max_minutes", "snapshots"})
 
 
 def set_requires_grad(nets: Sequence[nn.Module], flag: bool) -> None:
@@ -38,17 +43,43 @@ class DataNeeds:
 
 
 class Method(ABC):
-    """Subclasses build their networks/optimizers in `__init__` and implement `train_step`."""
+    """Subclasses build their networks/optimizers in `__init__` and implement `train_step`.
+
+    `param_names` lists the method's own `train` keys (besides LOOP_PARAMS): any other key is
+    refused, because an ignored key would still be hashed and recorded in model.json as if used."""
 
     name: ClassVar[str]
     needs: ClassVar[DataNeeds]
+    param_names: ClassVar[frozenset[str]] = frozenset()
+    internal_params: ClassVar[frozenset[str]] = frozenset({"seed"})  # set by the runner, not by a config
 
     def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
+        self.check_params(params, f"{self.name} parameters", internal=True)
         self.params = dict(params)
         self.num_classes = num_classes
         self.precision = precision
         self.device = precision.device
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.needs_scaler)
+
+    @classmethod
+    def valid_params(cls) -> list[str]:
+        """The keys a `train` block for this method may hold."""
+        return sorted(LOOP_PARAMS | cls.param_names)
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], where: str, *, internal: bool = False) -> None:
+        """Raise ConfigError naming every key of `params` this method would not read (`where` names
+        the block, e.g. `experiments.x.train`); `internal` also allows the runner's own keys."""
+        valid = cls.valid_params()
+        allowed = set(valid) | (cls.internal_params if internal else set())
+        unknown = sorted(str(k) for k in params if k not in allowed)
+        if not unknown:
+            return
+        hints = [f"{k!r} -> {m[0]!r}" for k in unknown if (m := difflib.get_close_matches(k, valid, n=1))]
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} for '{cls.name}' (it would be ignored "
+            f"but recorded as used); {'did you mean ' + ', '.join(hints) + '? ' if hints else ''}valid keys: {', '.join(valid)}"
+        )
 
     @abstractmethod
     def networks(self) -> Mapping[str, nn.Module]: ...

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodseg.errors import ConfigError
+from xmodseg.errors import ConfigError, InputDataError
 from xmodseg.methods import register
 from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
 from xmodseg.methods.sifa_losses import l2_weight_decay, segmentation_loss
@@ -99,10 +99,12 @@ class Sifa(Method):
     name: ClassVar[str] = "sifa"
     needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True, target_images=True)
 
+    # warm_start comes from the experiment's `warm_start` (--warm-start), whose sha256 joins the resume
+    # hash; a path written into the train block would not, so it is not a train key.
+    param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) - {"warm_start"}
+    internal_params: ClassVar[frozenset[str]] = frozenset({"seed", "warm_start"})
+
     def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        unknown = set(params) - set(DEFAULTS) - {"iterations", "seed", "device", "amp", "checkpoint_every", "log_every", "max_minutes", "snapshots"}
-        if unknown:
-            raise ConfigError(f"sifa: unknown parameter(s) {sorted(unknown)} (known: {sorted(DEFAULTS)})")
         super().__init__({**DEFAULTS, **params}, num_classes, precision)
         p = self.params
         if p["intensity"] not in MODES:
@@ -141,8 +143,11 @@ class Sifa(Method):
 
     def _generator(self, p: Mapping[str, Any], width: float) -> ResnetGenerator:
         if p["warm_start"]:
-            payload = torch.load(str(p["warm_start"]), map_location="cpu", weights_only=True)
-            arch = payload.get("architecture", {})
+            try:
+                payload = torch.load(str(p["warm_start"]), map_location="cpu", weights_only=True)
+            except Exception as exc:  # truncated or not plain tensors: name the file instead of a torch traceback
+                raise InputDataError(f"sifa warm_start: {p['warm_start']} is unreadable ({type(exc).__name__}); rerun its translate job") from exc
+            arch = payload.get("architecture", {}) if isinstance(payload, dict) else {}
             if arch.get("kind") != "resnet_generator" or "intensity_ranges" not in payload:
                 raise ConfigError(f"sifa warm_start: {p['warm_start']} is not a CycleGAN translator model (architecture {arch.get('kind')!r})")
             g = ResnetGenerator(**arch["kwargs"])

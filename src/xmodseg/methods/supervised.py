@@ -27,6 +27,8 @@ DEFAULT_NETWORK: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "strides"
 class SupervisedSegmentation(Method):
     """A segmenter trained on one labelled slice set (chosen by `labelled_set`)."""
 
+    param_names: ClassVar[frozenset[str]] = frozenset({"lr", "weight_decay", "batch_size", "lr_schedule", "decay_start", "network"})
+
     def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
         super().__init__(params, num_classes, precision)
         net_kwargs = {**DEFAULT_NETWORK, **self.params.get("network", {}), "num_classes": num_classes}
@@ -37,7 +39,9 @@ class SupervisedSegmentation(Method):
         )
         self.loss = DiceCE()  # MONAI DiceCELoss; IGNORE_INDEX pixels excluded
         self.batch_size = int(self.params.get("batch_size", 8))
-        self.sched = make_schedule(self.opt, str(self.params.get("lr_schedule", "constant")), int(self.params["iterations"]))
+        self.sched = make_schedule(
+            self.opt, str(self.params.get("lr_schedule", "constant")), int(self.params["iterations"]), float(self.params.get("decay_start", 0.5))
+        )
 
     def labelled_set(self, data: TrainData) -> SliceSet:
         raise NotImplementedError

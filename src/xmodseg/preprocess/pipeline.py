@@ -13,6 +13,9 @@ so its whole in-plane extent fills `crop_size` (per-case in-plane spacing, as SI
 abdominal slices resized to 256 x 256), so nothing is cropped in-plane. Either way the crop's
 label loss is measured per case: a warning for any loss, an error for a test case above
 `max_test_label_loss` if set (Dice on the cropped grid would not show what was cut).
+A label file without any foreground voxel (after the registry mapping) stops preprocessing, for
+training and test cases alike: it is almost always a wrong or empty file, trains the network on
+background only, and makes a test case's Dice meaningless.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from xmodseg.atomic import atomic_dir, save_npy, write_json
-from xmodseg.errors import ConfigError
+from xmodseg.errors import ConfigError, InputDataError
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_nonempty_image, check_pair_geometry, geometry_dict, read_image
 from xmodseg.preprocess.crop import crop_box, crop_pad, label_crop_loss
@@ -94,6 +97,7 @@ class _Case:
     image: np.ndarray  # cropped, not yet normalised, [z, y, x]
     label: np.ndarray
     record: dict[str, Any]
+    foreground_voxels: int  # in the source label file, after the registry mapping
 
 
 def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfig) -> _Case:
@@ -129,7 +133,21 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
         "slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis],
         "label_crop_loss": label_crop_loss(lab_arr, cropped_label, spec.labels.class_names),
     }
-    return _Case(case, record["split"], crop_pad(img_arr, start, extent, float(img_arr.min())), cropped_label, record)
+    fg = int(np.count_nonzero(indices))  # 0 is background; raw `ignore` values map to it too
+    return _Case(case, record["split"], crop_pad(img_arr, start, extent, float(img_arr.min())), cropped_label, record, fg)
+
+
+def check_foreground(cases: list[_Case], spec: DatasetSpec, modality: str) -> None:
+    """Stop, naming every case and label file, if a label has no foreground voxel at all."""
+    empty = [c for c in cases if c.foreground_voxels == 0]
+    if not empty:
+        return
+    files = "; ".join(f"{c.split} case {c.case}: {c.record['source_label']}" for c in empty)
+    raise InputDataError(
+        f"{spec.name}/{modality}: label file(s) with no foreground (every voxel is background after the registry's "
+        f"labels.mapping): {files}. Likely a wrong or empty file: replace it, check datasets.{spec.name}.labels.mapping, "
+        f"or remove case(s) {[c.case for c in empty]} from datasets.{spec.name}.modalities.{modality}.cases (and .test)"
+    )
 
 
 def check_label_loss(cases: list[_Case], cfg: PreprocessConfig, where: str) -> None:
@@ -161,6 +179,7 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
     mod = spec.modality(modality)
     axis = SLICE_AXES[cfg.slice_axis]
     cases = [_load_case(spec, modality, c, cfg) for c in mod.cases]
+    check_foreground(cases, spec, modality)
     check_label_loss(cases, cfg, f"{spec.name}/{modality}")
     train = {c.case: c.image for c in cases if c.split == "train"}
     assert_no_test_cases(list(train), mod, "normalisation statistics")

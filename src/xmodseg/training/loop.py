@@ -1,8 +1,15 @@
 """The one training loop: iterations, periodic atomic checkpoints, automatic resume, JSONL log,
-NaN/Inf guard, progress bar with s/iteration, optional wall-clock limit."""
+NaN/Inf guard, progress bar with s/iteration, optional wall-clock limit.
+
+The loss log's full history lives in the checkpoint folder (`losses.jsonl`), cut back to the
+resumed checkpoint's iteration on resume, so records after it are not repeated; each run copies
+it to `log_path` and appends there too. Snakemake empties a rule's `log:` files when a job
+restarts, so `log_path` alone would start at the resume point.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -14,13 +21,16 @@ from typing import Any
 
 from tqdm import tqdm
 
+from xmodseg.atomic import write_text
 from xmodseg.errors import TrainingDivergedError
 from xmodseg.methods.base import Method, TrainData
-from xmodseg.training.checkpoint import load_checkpoint, save_checkpoint
+from xmodseg.training.checkpoint import CorruptCheckpointError, resume_checkpoint, save_checkpoint, set_aside
 from xmodseg.training.seeding import rng_state, seed_everything, set_rng_state
 from xmodseg.training.snapshots import save_snapshot
 
 log = logging.getLogger(__name__)
+
+HISTORY = "losses.jsonl"  # in the checkpoint folder: the loss log's full history
 
 
 @dataclass(frozen=True)
@@ -58,25 +68,35 @@ def fit(
     to test that interrupted + resumed equals uninterrupted)."""
     sampler = seed_everything(cfg.seed)
     start = 0
-    state = load_checkpoint(checkpoint_dir, config_hash)
-    if state is not None:
-        method.load_state_dict(state["method"])
-        set_rng_state(state["rng"], sampler)
-        start = int(state["iteration"])
-        log.info("resuming from iteration %d (%s)", start, checkpoint_dir)
+    resume = resume_checkpoint(checkpoint_dir, config_hash)
+    if resume.state is not None:
+        assert resume.path is not None
+        try:
+            method.load_state_dict(resume.state["method"])
+            set_rng_state(resume.state["rng"], sampler)
+        except Exception as exc:  # readable, but not this method's state: the method is now half-loaded
+            aside = set_aside(resume.path)
+            raise CorruptCheckpointError(
+                f"{resume.path} does not fit {method.name} ({type(exc).__name__}: {str(exc).strip()[:200]}); kept as {aside}; "
+                "the next attempt resumes from the previous checkpoint if usable, else from scratch", resume.path,
+            ) from exc
+        start = int(resume.state["iteration"])
+        log.info("resuming from iteration %d (%s)", start, resume.path)
     method.train()
-    log_file = Path(log_path)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    events = [{"event": "checkpoint_set_aside", "file": str(p), "kept_as": str(a), "iteration": start} for p, a in resume.set_aside]
+    if start:
+        events.append({"event": "resumed", "iteration": start})
+    log_files = _prepare_loss_logs(Path(checkpoint_dir), Path(log_path), start, events)
     end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
     t0 = time.perf_counter()
     losses: dict[str, float] = {}
     step = start
+    saved = start if resume.state is not None else -1
     stopped_early = False
-    with open(log_file, "a", encoding="utf-8") as jl, tqdm(
+    with contextlib.ExitStack() as stack, tqdm(
         total=cfg.iterations, initial=start, mininterval=5.0, desc=method.name, unit="it", dynamic_ncols=False
     ) as bar:
-        if start:
-            jl.write(json.dumps({"event": "resumed", "iteration": start}) + "\n")
+        outputs = [stack.enter_context(open(f, "a", encoding="utf-8")) for f in log_files]
         window_t, window_n = time.perf_counter(), 0
         while step < end:
             losses = method.train_step(data, sampler, step)
@@ -88,21 +108,47 @@ def fit(
                 now = time.perf_counter()
                 s_it = (now - window_t) / max(window_n, 1)
                 window_t, window_n = now, 0
-                jl.write(json.dumps({"iteration": step, "s_per_it": round(s_it, 4), **losses}) + "\n")
-                jl.flush()
+                line = json.dumps({"iteration": step, "s_per_it": round(s_it, 4), **losses}) + "\n"
+                for fh in outputs:  # history first: a kill between the two leaves the log one line short, not the history
+                    fh.write(line)
+                    fh.flush()
                 bar.set_postfix({"s/it": f"{s_it:.3f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
             if step in cfg.snapshot_iterations:
                 save_snapshot(checkpoint_dir, step, config_hash, method.inference_network())
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save(method, sampler, step, config_hash, checkpoint_dir)
+                saved = step
             if cfg.max_minutes is not None and (time.perf_counter() - t0) / 60.0 > cfg.max_minutes and step < end:
                 log.warning("wall-clock limit of %.1f min reached at iteration %d of %d", cfg.max_minutes, step, cfg.iterations)
-                _save(method, sampler, step, config_hash, checkpoint_dir)
+                if saved != step:  # a second save of the same iteration would push the real previous one out
+                    _save(method, sampler, step, config_hash, checkpoint_dir)
                 stopped_early = True
                 break
     seconds = time.perf_counter() - t0
     done = step - start
     return LoopResult(step, start, seconds, seconds / done if done else math.nan, stopped_early, losses)
+
+
+def _prepare_loss_logs(folder: Path, log_path: Path, start: int, events: list[dict[str, Any]]) -> list[Path]:
+    """Cut the history back to `start` (records of iterations after the resumed checkpoint will be
+    redone), add `events`, copy it to `log_path`; return the files to append to (history first)."""
+    history = folder / HISTORY
+    kept = []
+    if start and history.is_file():
+        for line in history.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                keep = isinstance(rec, dict) and int(rec.get("iteration", 0)) <= start
+            except (json.JSONDecodeError, TypeError, ValueError):  # a line cut by a kill
+                continue
+            if keep:
+                kept.append(line + "\n")
+    text = "".join(kept) + "".join(json.dumps(e) + "\n" for e in events)
+    write_text(history, text)
+    if log_path.resolve() == history.resolve():
+        return [history]
+    write_text(log_path, text)
+    return [history, log_path]
 
 
 def _save(method: Method, sampler: Any, step: int, config_hash: str, folder: str | os.PathLike[str]) -> None:

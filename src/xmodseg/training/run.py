@@ -20,7 +20,7 @@ from xmodseg.methods.base import Method, TrainData
 from xmodseg.preprocess.pipeline import MANIFEST, load_manifest
 from xmodseg.provenance import provenance_block
 from xmodseg.slices import SliceSet, training_slices
-from xmodseg.training.checkpoint import save_torch
+from xmodseg.training.checkpoint import CorruptCheckpointError, save_torch
 from xmodseg.training.device import Precision, choose_device, choose_precision, describe_device
 from xmodseg.training.loop import LoopConfig, LoopResult, fit
 from xmodseg.training.seeding import seed_everything
@@ -69,6 +69,7 @@ def fit_method(
     stop_at: int | None = None,
 ) -> Trained:
     """Seed, build `cls` on the chosen device and run the shared loop (resuming when possible)."""
+    cls.check_params(params, f"{name} parameters", internal=True)
     if "iterations" not in params:
         raise ConfigError("train.iterations is required")
     device = choose_device(str(params.get("device", "auto")))
@@ -78,10 +79,17 @@ def fit_method(
     loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots)
     hashed = {k: v for k, v in params.items() if k not in RUNTIME_KEYS}
     config_hash = sha256_json({"method": name, "params": hashed, "seed": int(seed), "data": dict(data_ids)})
-    seed_everything(int(seed))  # network initialisation is part of what the seed fixes
-    method = cls({**params, "seed": int(seed)}, num_classes, precision)
-    data = method.prepare(data)
-    result = fit(method, data, loop_cfg, checkpoint_dir=checkpoint_dir, log_path=log_path, config_hash=config_hash, stop_at=stop_at)
+    for attempt in range(3):  # last.pt, previous.pt, scratch: each failed attempt sets one file aside
+        seed_everything(int(seed))  # network initialisation is part of what the seed fixes
+        method = cls({**params, "seed": int(seed)}, num_classes, precision)
+        prepared = method.prepare(data)
+        try:
+            result = fit(method, prepared, loop_cfg, checkpoint_dir=checkpoint_dir, log_path=log_path, config_hash=config_hash, stop_at=stop_at)
+            break
+        except CorruptCheckpointError as exc:  # loaded into a half-built method: build it afresh
+            if attempt == 2:
+                raise
+            log.warning("%s", exc)
     if result.stopped_early:
         raise TrainingIncompleteError(
             f"stopped at the wall-clock limit (max_minutes={loop_cfg.max_minutes}) after {result.iterations_done} of "
@@ -134,9 +142,12 @@ def train_experiment(
     """Returns the sidecar written next to the model (`<model>.json`). `warm_start` (a translator's
     model.pt) is handed to the method as `params["warm_start"]`; its hash joins the resume hash."""
     cls = get_method(method_name)
+    cls.check_params(params, f"train parameters of method {method_name}")  # before any data is read
     data_ids = cache_ids(source_cache, target_cache)
     warm: dict[str, Any] = {}
     if warm_start is not None:
+        if "warm_start" not in cls.internal_params:
+            raise ConfigError(f"--warm-start: method {method_name} takes no warm start (sifa does)")
         if not Path(warm_start).is_file():
             raise ConfigError(f"warm start model {warm_start} does not exist")
         data_ids["warm_start"] = sha256_file(warm_start)

@@ -50,8 +50,11 @@ def collect_snapshots(folder: str | os.PathLike[str], iterations: tuple[int, ...
         path = _path(folder, it)
         if not path.is_file():
             raise TrainingIncompleteError(f"{path}: the snapshot of iteration {it} is missing; delete {folder} and retrain")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("config_hash") != config_hash:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, garbage, not plain tensors: name the file, not a torch traceback
+            raise TrainingIncompleteError(f"{path}: the snapshot of iteration {it} is unreadable ({type(exc).__name__}); delete {folder} and retrain") from exc
+        if not isinstance(state, dict) or state.get("config_hash") != config_hash:
             raise TrainingIncompleteError(f"{path}: written by another configuration; delete {folder} and retrain")
         out.append({"iteration": int(it), "state_dict": state["state_dict"]})
     return out

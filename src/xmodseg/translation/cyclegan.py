@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
 class CycleGAN(Method):
     name: ClassVar[str] = "cyclegan"
     needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
+    param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) | {"intensity"}  # intensity: read by translation.run
 
     def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
         super().__init__({**DEFAULTS, **params}, num_classes, precision)

@@ -279,6 +279,7 @@ architecture("disentangled_translator")(DisentangledTranslator)
 class Disentangled(Method):
     name: ClassVar[str] = "disentangled"
     needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
+    param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) | {"intensity"}  # intensity: read by translation.run
 
     def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
         super().__init__({**DEFAULTS, **params}, num_classes, precision)

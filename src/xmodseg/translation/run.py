@@ -39,6 +39,7 @@ def train_translator(
     stop_at: int | None = None,
 ) -> dict[str, Any]:
     cls = get_translator(translator)
+    cls.check_params(params, f"train parameters of translator {translator}")  # before any data is read
     source = training_slices(source_cache, with_labels=False)
     target = training_slices(target_cache, with_labels=False)
     mode = str(params.get("intensity", "auto"))

@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from xmodseg.methods.base import TrainData
 from xmodseg.methods.supervised import SourceOnly
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import choose_device, choose_precision
+from xmodseg.training.trainable import TrainData
 
 
 def bench(size: int, batch: int, iters: int, amp: str, reuse_batch: bool) -> float:

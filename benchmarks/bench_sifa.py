@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from xmodseg.methods.base import TrainData
 from xmodseg.methods.sifa import Sifa
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import choose_device, choose_precision
+from xmodseg.training.trainable import TrainData
 
 SCALES: dict[str, tuple[int, dict[str, Any]]] = {
     "demo": (80, {"batch_size": 4, "width": 0.25, "generator": {"ngf": 16, "n_blocks": 6, "skip": False}, "ndf": 32}),

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from xmodseg.methods.base import TrainData
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import choose_device, choose_precision
+from xmodseg.training.trainable import TrainData
 from xmodseg.translation.registry import get_translator
 
 SCALES: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {

@@ -1,4 +1,4 @@
-"""Paired comparison of two experiments (xmodseg.compare, `xmodseg compare`) on hand-made
+"""Paired comparison of two experiments (xmodseg.reporting.compare, `xmodseg compare`) on hand-made
 per-seed metrics files whose differences are known."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from xmodseg.cli import main
-from xmodseg.compare import bootstrap_interval, compare_docs, compare_files, format_comparison, sign_test
 from xmodseg.errors import InputDataError
+from xmodseg.reporting.compare import bootstrap_interval, compare_docs, compare_files, format_comparison, sign_test
 
 CLASSES = ["MYO", "LVC"]
 CASES = ["1003", "1014", "1019", "1020"]

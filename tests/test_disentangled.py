@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xmodseg.methods.base import TrainData
-from xmodseg.networks import build
+from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.nn.networks import build
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import choose_device, choose_precision
 from xmodseg.training.loop import LoopConfig, fit
+from xmodseg.training.trainable import TrainData
 from xmodseg.translation.disentangled import (
     ContentEncoder,
     Decoder,
@@ -17,7 +18,6 @@ from xmodseg.translation.disentangled import (
     DisentangledTranslator,
     StyleEncoder,
 )
-from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.translation.registry import get_translator
 
 TINY = {

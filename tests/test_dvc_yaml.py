@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from xmodseg.dvc_stages import render_dvc_yaml, render_stages
 from xmodseg.errors import ConfigError
+from xmodseg.provenance.dvc_stages import render_dvc_yaml, render_stages
 
 DVC = Path(sys.executable).parent / "dvc"
 

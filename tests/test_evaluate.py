@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from xmodseg import metrics
 from xmodseg.errors import InputDataError
-from xmodseg.evaluate import PROTOCOL, score_case
+from xmodseg.evaluation import metrics
+from xmodseg.evaluation.evaluate import PROTOCOL, score_case
 from xmodseg.labels import IGNORE_INDEX, LabelMapping
 
 NAMES = ["background", "MYO", "LVC", "AA"]

@@ -16,7 +16,7 @@ import pytest
 
 import xmodseg
 from xmodseg.atomic import atomic_dir, atomic_path
-from xmodseg.provenance import git_info
+from xmodseg.environment import git_info
 
 SRC = str(Path(xmodseg.__file__).resolve().parents[1])
 
@@ -167,7 +167,7 @@ def test_provenance_dirty_flag_ignores_pipeline_outputs_and_names_dirty_files(re
     assert info["dirty"] is True
     assert sorted(info["dirty_files"]) == ["config/config.yaml", "src/pkg/a b.py", "src/pkg/mod.py"] and info["dirty_count"] == 3
     # record refuses by the same rule
-    from xmodseg.record import dirty_files
+    from xmodseg.provenance.record import dirty_files
 
     assert sorted(dirty_files(repo)) == sorted(info["dirty_files"])
 
@@ -194,7 +194,7 @@ TITLE = "xmodseg: tiny \"phantom\" $(touch pwned) 'x'"
 
 def test_report_markdown_title_is_the_plain_title(tmp_path):
     from tests.test_report import _experiments
-    from xmodseg.report import build_report
+    from xmodseg.reporting.report import build_report
 
     build_report(_experiments(tmp_path / "evaluation")[:1], tmp_path / "r", title=TITLE)
     assert (tmp_path / "r" / "summary.md").read_text().splitlines()[0] == f"# {TITLE}"

@@ -18,13 +18,14 @@ import yaml
 from tests.conftest import REPO, make_tiny_project
 from xmodseg.errors import ConfigError
 from xmodseg.methods import available_methods, get_method, register
-from xmodseg.methods.base import DataNeeds, TrainData
+from xmodseg.methods.run import train_experiment
 from xmodseg.methods.supervised import SourceOnly
 from xmodseg.preprocess import PreprocessConfig, preprocess_modality
 from xmodseg.registry import load_dataset
 from xmodseg.training.checkpoint import LAST, PREVIOUS
+from xmodseg.training.fit import fit_method
 from xmodseg.training.loop import HISTORY
-from xmodseg.training.run import fit_method, train_experiment
+from xmodseg.training.trainable import DataNeeds, TrainData
 from xmodseg.translation.registry import available_translators, get_translator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

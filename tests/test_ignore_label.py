@@ -7,8 +7,8 @@ import torch
 from monai.losses import DiceCELoss
 
 from xmodseg.labels import IGNORE_INDEX
-from xmodseg.methods.ignore_label import DiceCE
 from xmodseg.methods.sifa_losses import dice_loss, segmentation_loss, weighted_cross_entropy
+from xmodseg.nn.ignore_label import DiceCE
 
 K = 4
 

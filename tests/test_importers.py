@@ -11,7 +11,7 @@ from scipy import ndimage
 from tests.conftest import SHARED_DATA
 from xmodseg.datasets.nifti_folder import import_folder
 from xmodseg.errors import InputDataError
-from xmodseg.inference import to_original_grid
+from xmodseg.evaluation.inference import to_original_grid
 from xmodseg.preprocess import PreprocessConfig, preprocess_modality
 from xmodseg.preprocess.pipeline import load_manifest
 from xmodseg.registry import dataset_from_config

@@ -1,4 +1,4 @@
-"""Tests for xmodseg.metrics: hand-computed values, empty-mask rule, spacing, reference libraries,
+"""Tests for xmodseg.evaluation.metrics: hand-computed values, empty-mask rule, spacing, reference libraries,
 and the SIFA-compatible (medpy 0.4) definitions next to ours."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from xmodseg.labels import IGNORE_INDEX
-from xmodseg.metrics import (
+from xmodseg.evaluation.metrics import (
     assd,
     dice,
     per_class_metrics,
@@ -20,6 +19,7 @@ from xmodseg.metrics import (
     summarise,
     surface_distances,
 )
+from xmodseg.labels import IGNORE_INDEX
 
 ISO3 = (1.0, 1.0, 1.0)
 

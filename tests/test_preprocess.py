@@ -151,7 +151,7 @@ def test_whole_slice_keeps_every_labelled_voxel_and_maps_back_exactly(tmp_path):
     centre (an odd integer factor), so nearest-neighbour there and back is the identity: the exact
     round trip shows nothing was cut. (A non-integer factor would only map back to within
     nearest-neighbour resampling; the second config checks just the crop loss and the spacing.)"""
-    from xmodseg.inference import to_original_grid
+    from xmodseg.evaluation.inference import to_original_grid
 
     spec = wide_dataset(tmp_path, {"a": True, "b": True, "t": True})
     cfg = PreprocessConfig.from_dict({**FIXED, "crop_size": [60, 120], "in_plane": "whole_slice"})

@@ -221,7 +221,7 @@ def test_a_consistently_rehashed_wrong_value_is_caught_only_by_recomputation(rep
     and md5 then matches, so only recomputing the value from the stored predictions finds it
     (an audit that copied the stored values instead of recomputing them would pass here)."""
     from xmodseg.atomic import write_json
-    from xmodseg.evaluate import summarise_cases
+    from xmodseg.evaluation.evaluate import summarise_cases
 
     seed_file = f"results/evaluation/{DS}/oracle_mr2ct/seed0/metrics.json"
     exp_file = f"results/metrics/{DS}/oracle_mr2ct.json"
@@ -266,7 +266,7 @@ def test_sifa_numbers_follow_medpy_0_4_and_an_old_protocol_is_named(repo):
     when both masks are empty), checked here independently of score_case; a metrics file that
     states another protocol version is refused by the value link, naming the protocol."""
     binary = pytest.importorskip("medpy.metric.binary", reason="medpy not installed")
-    from xmodseg.evaluate import PROTOCOL, load_prediction_grid
+    from xmodseg.evaluation.evaluate import PROTOCOL, load_prediction_grid
 
     checked = differs = 0
     for seed_file in sorted((repo / "results/evaluation" / DS).glob("*/seed*/metrics.json")):

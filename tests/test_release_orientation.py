@@ -19,8 +19,8 @@ import SimpleITK as sitk
 
 from tests.test_tfrecord import example, release_slices, write_tfrecord
 from xmodseg.datasets.sifa_release import build_cache
+from xmodseg.evaluation.inference import to_original_grid
 from xmodseg.imageio import reference_image, same_geometry
-from xmodseg.inference import to_original_grid
 from xmodseg.registry import dataset_from_config
 
 medpy_load = pytest.importorskip("medpy.io").load

@@ -8,10 +8,17 @@ import pandas as pd
 import pytest
 
 from tests.test_compare import BASE, metrics_doc, write_doc
-from xmodseg.audit import _parse_markdown
 from xmodseg.errors import ConfigError
-from xmodseg.report import (
-    METRIC_KEYS, build_report, format_cell, long_table, markdown_table, method_label, reference_section, seed_summary,
+from xmodseg.provenance.audit import _parse_markdown
+from xmodseg.reporting.report import (
+    METRIC_KEYS,
+    build_report,
+    format_cell,
+    long_table,
+    markdown_table,
+    method_label,
+    reference_section,
+    seed_summary,
 )
 
 

@@ -151,8 +151,8 @@ def _audit_fixture(repo: Path, model_bytes: bytes, recorded: bytes) -> str:
 
 @pytest.mark.parametrize("tampered", [True, False])
 def test_reinfer_never_loads_a_model_whose_hash_link_is_broken(tmp_path, monkeypatch, tampered):
-    from xmodseg import audit as audit_mod
-    from xmodseg import networks
+    from xmodseg.nn import networks
+    from xmodseg.provenance import audit as audit_mod
 
     calls = []
 

@@ -12,17 +12,17 @@ from torch import nn
 
 from xmodseg.errors import ConfigError
 from xmodseg.methods import get_method
-from xmodseg.methods.base import TrainData
 from xmodseg.methods.sifa import DEFAULTS, Sifa
 from xmodseg.methods.sifa_losses import dice_loss, l2_weight_decay, segmentation_loss, weighted_cross_entropy
-from xmodseg.methods.sifa_networks import EncoderBlock, SifaDecoder, SifaEncoder, SifaSegmenter
-from xmodseg.networks import build
+from xmodseg.nn.layers import ResnetGenerator
+from xmodseg.nn.networks import build
+from xmodseg.nn.pool import ImagePool
+from xmodseg.nn.sifa import EncoderBlock, SifaDecoder, SifaEncoder, SifaSegmenter
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import choose_device, choose_precision
-from xmodseg.training.run import fit_method
-from xmodseg.translation.intensity import UnitRange
-from xmodseg.translation.layers import ResnetGenerator
-from xmodseg.translation.pool import ImagePool
+from xmodseg.training.fit import fit_method
+from xmodseg.training.intensity import UnitRange
+from xmodseg.training.trainable import TrainData
 
 K = 3  # classes
 TINY = {"iterations": 4, "width": 0.125, "batch_size": 2, "generator": {"ngf": 4, "n_blocks": 1, "skip": True}, "ndf": 4, "pool_size": 2}
@@ -534,7 +534,7 @@ def test_decoder_dropout_is_always_on_as_in_the_official_code():
 
 
 def test_sidecar_records_intensity_dropout_and_precision(tmp_path):
-    from xmodseg.training.run import write_model
+    from xmodseg.training.fit import write_model
 
     trained = fit_method(
         Sifa,

@@ -99,7 +99,7 @@ def test_crc_is_crc32c_masked_as_tensorflow_does():
 def test_decode_gives_the_written_arrays(tmp_path):
     rng = np.random.default_rng(0)
     data = slices(rng)
-    path = write_tfrecord(tmp_path / "slice0001.tfrecords", [example(i, l) for i, l in data])
+    path = write_tfrecord(tmp_path / "slice0001.tfrecords", [example(i, lab) for i, lab in data])
     records = list(read_records(path))
     assert len(records) == 3
     f = parse_example(records[0])
@@ -194,7 +194,7 @@ def test_sifa_release_cache_maps_back_onto_the_released_volumes(tmp_path):
     import SimpleITK as sitk
 
     from xmodseg.datasets.sifa_release import build_cache
-    from xmodseg.inference import to_original_grid
+    from xmodseg.evaluation.inference import to_original_grid
     from xmodseg.registry import dataset_from_config
 
     rng = np.random.default_rng(3)

@@ -11,15 +11,15 @@ import torch
 
 from xmodseg.errors import ConfigError, TrainingDivergedError, TrainingIncompleteError
 from xmodseg.methods import register
-from xmodseg.methods.base import DataNeeds, TrainData
+from xmodseg.methods.run import train_experiment
 from xmodseg.methods.supervised import SourceOnly
-from xmodseg.networks import load_model
+from xmodseg.nn.networks import load_model
 from xmodseg.preprocess import PreprocessConfig, preprocess_modality
 from xmodseg.registry import load_dataset
 from xmodseg.slices import load_slices, training_slices
 from xmodseg.training.device import choose_device, choose_precision
 from xmodseg.training.loop import LoopConfig, fit
-from xmodseg.training.run import train_experiment
+from xmodseg.training.trainable import DataNeeds, TrainData
 
 PARAMS = {
     "iterations": 6,
@@ -134,7 +134,7 @@ def test_evaluation_writes_metrics_and_refuses_changed_ground_truth(caches, tiny
 
     from tests.conftest import write_volume
     from xmodseg.errors import InputDataError
-    from xmodseg.evaluate import evaluate_model
+    from xmodseg.evaluation.evaluate import evaluate_model
 
     _train(caches, tmp_path, "e")
     spec = load_dataset(tiny_dataset, "tiny")
@@ -198,7 +198,7 @@ class _Payload:
 def test_hostile_pickles_are_refused_not_executed(tmp_path, monkeypatch, kind):
     import pickle
 
-    from xmodseg.networks import load_model
+    from xmodseg.nn.networks import load_model
     from xmodseg.training.checkpoint import LAST, load_checkpoint
 
     monkeypatch.chdir(tmp_path)

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from xmodseg.methods.base import TrainData
-from xmodseg.networks import build
+from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
+from xmodseg.nn.networks import build
+from xmodseg.nn.pool import ImagePool
 from xmodseg.preprocess import PreprocessConfig, preprocess_modality
 from xmodseg.registry import load_dataset
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import choose_device, choose_precision
+from xmodseg.training.intensity import UnitRange
 from xmodseg.training.loop import LoopConfig, fit
+from xmodseg.training.trainable import TrainData
 from xmodseg.translation.apply import distribution_distance
 from xmodseg.translation.cyclegan import CycleGAN
-from xmodseg.translation.intensity import UnitRange
-from xmodseg.translation.layers import PatchDiscriminator, ResnetGenerator
-from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
-from xmodseg.translation.pool import ImagePool
 from xmodseg.translation.run import train_translator
 
 TINY = {"ngf": 4, "ndf": 4, "n_blocks": 1, "d_layers": 2, "batch_size": 2, "iterations": 4, "pool_size": 3, "checkpoint_every": 1}
@@ -90,7 +90,7 @@ def test_image_pool_fills_then_mixes_and_resumes():
 def test_generator_losses_reach_generators_only():
     m = CycleGAN(TINY, 0, CPU)
     d = _data()
-    from xmodseg.methods.base import set_requires_grad
+    from xmodseg.training.trainable import set_requires_grad
 
     set_requires_grad([m.d_t, m.d_s], False)
     terms, _, _ = m.generator_losses(d.source.images[:2], d.target.images[:2])
@@ -108,7 +108,7 @@ def test_one_step_updates_every_group_and_isolates_players():
     d = _data()
     # generator update alone: discriminators must not move
     x_s, x_t = d.source.images[:2], d.target.images[:2]
-    from xmodseg.methods.base import set_requires_grad
+    from xmodseg.training.trainable import set_requires_grad
 
     set_requires_grad([m.d_t, m.d_s], False)
     terms, fake_t, fake_s = m.generator_losses(x_s, x_t)

@@ -78,7 +78,7 @@ def cmd_tfrecords(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from xmodseg.training.run import train_experiment
+    from xmodseg.methods.run import train_experiment
 
     train_experiment(
         method_name=args.method,
@@ -114,13 +114,13 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_translation_check(args: argparse.Namespace) -> None:
-    from xmodseg.translation.anatomy import anatomy_check
+    from xmodseg.evaluation.anatomy import anatomy_check
 
     anatomy_check(args.translated_cache, args.source_cache, args.oracle, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from xmodseg.evaluate import evaluate_model
+    from xmodseg.evaluation.evaluate import evaluate_model
 
     evaluate_model(
         model_path=args.model,
@@ -134,13 +134,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
-    from xmodseg.report import aggregate_seeds
+    from xmodseg.reporting.report import aggregate_seeds
 
     aggregate_seeds(args.metrics, args.out)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from xmodseg.report import build_report
+    from xmodseg.reporting.report import build_report
 
     build_report(
         args.metrics,
@@ -156,7 +156,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from xmodseg.atomic import write_json
-    from xmodseg.compare import compare_files, format_comparison, resolve_experiment
+    from xmodseg.reporting.compare import compare_files, format_comparison, resolve_experiment
 
     files = [resolve_experiment(spec, args.metrics_root, args.dataset) for spec in (args.exp_a, args.exp_b)]
     result = compare_files(*files)
@@ -166,14 +166,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
-    from xmodseg.dvc_stages import write_dvc_yaml
+    from xmodseg.provenance.dvc_stages import write_dvc_yaml
 
     changed = write_dvc_yaml(args.configfile, args.out)
     print(f"{args.out} {'written' if changed else 'unchanged'} for {args.configfile}")
 
 
 def cmd_record(args: argparse.Namespace) -> None:
-    from xmodseg.record import record
+    from xmodseg.provenance.record import record
 
     done = record(args.repo, configfile=args.configfile, push=not args.no_push, git_commit=not args.no_git_commit, message=args.message)
     print(f"recorded {done['configfile']}: dvc.lock committed, HTML report {done['report']}"
@@ -182,14 +182,14 @@ def cmd_record(args: argparse.Namespace) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
-    from xmodseg.record import restore
+    from xmodseg.provenance.record import restore
 
     restore(args.repo, configfile=args.configfile, pull=not args.no_pull)
     print("restored: dvc status clean, Snakemake has nothing to do")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from xmodseg.audit import audit, format_result
+    from xmodseg.provenance.audit import audit, format_result
 
     result = audit(args.path, repo=args.repo, reinfer=args.reinfer)
     print(format_result(result))

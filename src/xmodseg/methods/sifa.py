@@ -37,16 +37,16 @@ from torch import nn
 
 from xmodseg.errors import ConfigError, InputDataError
 from xmodseg.methods import register
-from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
+from xmodseg.methods.base import DataNeeds, SegmentationMethod, TrainData, set_requires_grad
 from xmodseg.methods.sifa_losses import l2_weight_decay, segmentation_loss
-from xmodseg.methods.sifa_networks import SifaDecoder, SifaSegmenter, scaled
+from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
+from xmodseg.nn.pool import ImagePool
+from xmodseg.nn.sifa import SifaDecoder, SifaSegmenter, scaled
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
+from xmodseg.training.intensity import MODES, UnitRange, unit_range_for
 from xmodseg.training.schedules import make_schedule
-from xmodseg.translation.intensity import MODES, UnitRange, unit_range_for
-from xmodseg.translation.layers import PatchDiscriminator, ResnetGenerator
-from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
-from xmodseg.translation.pool import ImagePool
 
 DEFAULTS: dict[str, Any] = {
     # scale
@@ -95,7 +95,7 @@ def _resized(images: torch.Tensor, labels: torch.Tensor | None, size: tuple[int,
 
 
 @register
-class Sifa(Method):
+class Sifa(SegmentationMethod):
     name: ClassVar[str] = "sifa"
     needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True, target_images=True)
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
-from xmodseg.methods.ignore_label import masked_onehot, valid_mask
+from xmodseg.nn.ignore_label import masked_onehot, valid_mask
 
 PROB_FLOOR = 0.005
 

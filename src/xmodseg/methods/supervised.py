@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xmodseg import networks
 from xmodseg.methods import register
-from xmodseg.methods.base import DataNeeds, Method, TrainData
-from xmodseg.methods.ignore_label import DiceCE
+from xmodseg.methods.base import DataNeeds, SegmentationMethod, TrainData
+from xmodseg.nn import networks
+from xmodseg.nn.ignore_label import DiceCE
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
 from xmodseg.training.schedules import make_schedule
@@ -24,7 +24,7 @@ from xmodseg.training.schedules import make_schedule
 DEFAULT_NETWORK: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}
 
 
-class SupervisedSegmentation(Method):
+class SupervisedSegmentation(SegmentationMethod):
     """A segmenter trained on one labelled slice set (chosen by `labelled_set`)."""
 
     param_names: ClassVar[frozenset[str]] = frozenset({"lr", "weight_decay", "batch_size", "lr_schedule", "decay_start", "network"})

@@ -32,10 +32,8 @@ def to_canonical(img: sitk.Image) -> sitk.Image:
 def physical_bounds(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """Min/max physical coordinates of the voxel *corners*, valid for oblique direction matrices."""
     size = np.asarray(img.GetSize())
-    lo, hi = [], []
-    for corner in itertools.product(*[(-0.5, s - 0.5) for s in size]):
-        lo.append(img.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]))
-    pts = np.asarray(lo)
+    corners = [img.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]) for corner in itertools.product(*[(-0.5, s - 0.5) for s in size])]
+    pts = np.asarray(corners)
     return pts.min(axis=0), pts.max(axis=0)
 
 

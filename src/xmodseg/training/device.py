@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from xmodseg.atomic import write_text
 from xmodseg.errors import TrainingDivergedError
-from xmodseg.methods.base import Method, TrainData
 from xmodseg.training.checkpoint import CorruptCheckpointError, resume_checkpoint, save_checkpoint, set_aside
 from xmodseg.training.seeding import rng_state, seed_everything, set_rng_state
 from xmodseg.training.snapshots import save_snapshot
+from xmodseg.training.trainable import Trainable, TrainData
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class LoopResult:
 
 
 def fit(
-    method: Method,
+    method: Trainable,
     data: TrainData,
     cfg: LoopConfig,
     *,
@@ -151,7 +151,7 @@ def _prepare_loss_logs(folder: Path, log_path: Path, start: int, events: list[di
     return [history, log_path]
 
 
-def _save(method: Method, sampler: Any, step: int, config_hash: str, folder: str | os.PathLike[str]) -> None:
+def _save(method: Trainable, sampler: Any, step: int, config_hash: str, folder: str | os.PathLike[str]) -> None:
     save_checkpoint(folder, {"iteration": step, "config_hash": config_hash, "method": method.state_dict(), "rng": rng_state(sampler)})
 
 

@@ -21,7 +21,7 @@ from xmodseg.atomic import atomic_dir, atomic_path, save_npy, write_json
 from xmodseg.hashing import sha256_file
 from xmodseg.preprocess.pipeline import MANIFEST, NORM_STATS, load_manifest
 from xmodseg.slices import SliceSet
-from xmodseg.translation.intensity import UnitRange
+from xmodseg.training.intensity import UnitRange
 
 HIST_BINS = 128
 Translate = Callable[[torch.Tensor], torch.Tensor]

@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
+from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
+from xmodseg.nn.pool import ImagePool
 from xmodseg.training.device import Precision
 from xmodseg.training.schedules import make_schedule
-from xmodseg.translation.layers import PatchDiscriminator, ResnetGenerator
-from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
-from xmodseg.translation.pool import ImagePool
+from xmodseg.translation.base import DataNeeds, TrainData, Translator, set_requires_grad
 from xmodseg.translation.registry import register_translator
 
 DEFAULTS: dict[str, Any] = {
@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 @register_translator
-class CycleGAN(Method):
+class CycleGAN(Translator):
     name: ClassVar[str] = "cyclegan"
     needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
     param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) | {"intensity"}  # intensity: read by translation.run

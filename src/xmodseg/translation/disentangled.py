@@ -83,13 +83,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodseg.methods.base import DataNeeds, Method, TrainData, set_requires_grad
-from xmodseg.networks import architecture
+from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
+from xmodseg.nn.layers import PatchDiscriminator, ResidualBlock, init_normal
+from xmodseg.nn.networks import architecture
+from xmodseg.nn.pool import ImagePool
 from xmodseg.training.device import Precision
 from xmodseg.training.schedules import make_schedule
-from xmodseg.translation.layers import PatchDiscriminator, ResidualBlock, init_normal
-from xmodseg.translation.losses import l1, lsgan_discriminator, lsgan_generator
-from xmodseg.translation.pool import ImagePool
+from xmodseg.translation.base import DataNeeds, TrainData, Translator, set_requires_grad
 from xmodseg.translation.registry import register_translator
 
 DEFAULTS: dict[str, Any] = {
@@ -276,7 +276,7 @@ architecture("disentangled_translator")(DisentangledTranslator)
 
 
 @register_translator
-class Disentangled(Method):
+class Disentangled(Translator):
     name: ClassVar[str] = "disentangled"
     needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
     param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) | {"intensity"}  # intensity: read by translation.run

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from xmodseg.methods.base import Method
 from xmodseg.plugins import Registry
+from xmodseg.translation.base import Translator
 
-TRANSLATORS: Registry[Method] = Registry("translator", ["xmodseg.translation.cyclegan", "xmodseg.translation.disentangled"])
+TRANSLATORS: Registry[Translator] = Registry("translator", ["xmodseg.translation.cyclegan", "xmodseg.translation.disentangled"])
 register_translator = TRANSLATORS.register
 get_translator = TRANSLATORS.get
 available_translators = TRANSLATORS.names

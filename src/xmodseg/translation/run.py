@@ -11,11 +11,11 @@ from typing import Any
 import torch
 
 from xmodseg.atomic import write_json
-from xmodseg.methods.base import TrainData
 from xmodseg.slices import SliceSet, training_slices
-from xmodseg.training.run import cache_ids, data_record, fit_method, write_model
+from xmodseg.training.fit import cache_ids, data_record, fit_method, write_model
+from xmodseg.training.intensity import UnitRange, unit_range_for
 from xmodseg.translation.apply import preview_grid, translate_cache, translation_quality
-from xmodseg.translation.intensity import UnitRange, unit_range_for
+from xmodseg.translation.base import TrainData
 from xmodseg.translation.registry import get_translator
 
 

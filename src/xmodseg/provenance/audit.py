@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmodseg.dvc_lock import DvcLock
 from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file
+from xmodseg.provenance.dvc_lock import DvcLock
 
 METRIC_KEYS = ("dice", "assd_mm", "sifa_dice", "sifa_assd_vox")
 
@@ -144,7 +144,7 @@ def _data_link(metrics: Mapping[str, Any], sidecar: Mapping[str, Any] | None, ha
     problems = _cache_problems(target_cache, prov.get("data_manifest_sha256"), hashes, test_cases)
     for case in metrics["cases"]:
         problems += [p for p in (hashes.check(case["ground_truth"], case.get("ground_truth_sha256"), "ground truth"),) if p]
-    for role, rec in ((sidecar or {}).get("data") or {}).items():
+    for rec in ((sidecar or {}).get("data") or {}).values():
         if rec:
             problems += _cache_problems(rec["cache"], rec.get("manifest_sha256"), hashes, rec.get("cases"))
     return _link("data", list(dict.fromkeys(problems)), f"{target_cache} and the training caches match their manifests")
@@ -211,9 +211,9 @@ def _reinfer_link(metrics: Mapping[str, Any], repo: Path, model_link: Link) -> L
         return Link("reinfer", False, f"not re-inferred: {model} is not loaded because its model link is broken ({model_link.detail})")
     import SimpleITK as sitk
 
-    from xmodseg.evaluate import load_prediction_grid
-    from xmodseg.inference import predict_slices, to_original_grid
-    from xmodseg.networks import load_model
+    from xmodseg.evaluation.evaluate import load_prediction_grid
+    from xmodseg.evaluation.inference import predict_slices, to_original_grid
+    from xmodseg.nn.networks import load_model
     from xmodseg.training.device import choose_device
 
     prov = metrics["provenance"]
@@ -247,7 +247,7 @@ def _same(a: Any, b: Any) -> bool:
 def _recompute_cases(metrics: Mapping[str, Any], repo: Path, cases: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per-case values recomputed from the stored predictions and ground truth (`cases`: those of an
     earlier checkpoint instead of the last iteration's)."""
-    from xmodseg.evaluate import load_prediction_grid, score_case
+    from xmodseg.evaluation.evaluate import load_prediction_grid, score_case
     from xmodseg.imageio import read_image
     from xmodseg.labels import LabelMapping
 
@@ -273,7 +273,7 @@ def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[
     """The metrics document rebuilt from recomputed cases, and (metric, class, message) mismatches
     against what the file states (per case and per-seed summary). A file evaluated under another
     protocol version is named as such: its values follow other definitions (v1 sifa_*)."""
-    from xmodseg.evaluate import LAST_K, LAST_K_METRICS, PROTOCOL, last_k_summary, summarise_cases
+    from xmodseg.evaluation.evaluate import LAST_K, LAST_K_METRICS, PROTOCOL, last_k_summary, summarise_cases
 
     cases, problems = _recompute_cases(metrics, repo)
     if problems:
@@ -375,8 +375,8 @@ def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
 
 
 def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = False) -> AuditResult:
-    from xmodseg.report import METRIC_KEYS as TITLES
-    from xmodseg.report import format_cell, long_table, round6, seed_summary
+    from xmodseg.reporting.report import METRIC_KEYS as TITLES
+    from xmodseg.reporting.report import format_cell, long_table, round6, seed_summary
 
     root = Path(repo)
     target = resolve_target(path, root)
@@ -402,7 +402,7 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
         doc, mismatches = _recomputed_doc(metrics, f, root)
         value_problems = [m for _, _, m in mismatches]
         seed_links.append(_link("value", list(dict.fromkeys(value_problems)), "per-case values and summary recomputed exactly"))
-        for key, cls, msg in mismatches:
+        for key, cls, _msg in mismatches:
             bad_values.setdefault((exp, key, cls), []).append("value")
         links[f] = seed_links
         broken_by_exp.setdefault(exp, []).extend(lk.name for lk in seed_links if not lk.ok and lk.name != "value")

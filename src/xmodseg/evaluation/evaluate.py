@@ -21,16 +21,16 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from xmodseg import metrics
 from xmodseg.atomic import atomic_path, write_json
+from xmodseg.environment import provenance_block
 from xmodseg.errors import InputDataError
+from xmodseg.evaluation import metrics
+from xmodseg.evaluation.inference import predict_slices, to_original_grid
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_pair_geometry, read_image, write_image
 from xmodseg.labels import LabelMapping
-from xmodseg.inference import predict_slices, to_original_grid
-from xmodseg.networks import load_model
+from xmodseg.nn.networks import load_model
 from xmodseg.preprocess.pipeline import MANIFEST, load_manifest
-from xmodseg.provenance import provenance_block
 from xmodseg.registry import DatasetSpec
 from xmodseg.training.device import choose_device, describe_device
 

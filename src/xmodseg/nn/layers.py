@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xmodseg.networks import architecture
+from xmodseg.nn.networks import architecture
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:

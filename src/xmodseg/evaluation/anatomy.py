@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from xmodseg import metrics
 from xmodseg.atomic import write_json
+from xmodseg.evaluation import metrics
+from xmodseg.evaluation.inference import predict_slices
 from xmodseg.hashing import sha256_file
-from xmodseg.inference import predict_slices
-from xmodseg.networks import load_model
+from xmodseg.nn.networks import load_model
 from xmodseg.preprocess.pipeline import load_manifest
 from xmodseg.training.device import choose_device
 

@@ -176,7 +176,7 @@ def paired_difference(
 
 
 def load_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A per-seed metrics.json (xmodseg.evaluate), checked for what pairing needs."""
+    """A per-seed metrics.json (xmodseg.evaluation.evaluate), checked for what pairing needs."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text())

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from xmodseg.atomic import atomic_path, write_json, write_text
-from xmodseg.compare import CONFIDENCE, N_RESAMPLES, RNG_SEED, Comparison, compare_docs, format_diff, format_interval, format_p, pairs_text, rows
-from xmodseg.compare import METRICS as COMPARED
 from xmodseg.errors import ConfigError, InputDataError
+from xmodseg.reporting.compare import CONFIDENCE, N_RESAMPLES, RNG_SEED, Comparison, compare_docs, format_diff, format_interval, format_p, pairs_text, rows
+from xmodseg.reporting.compare import METRICS as COMPARED
 
 METRIC_KEYS = {
     "dice": "Dice",
@@ -282,7 +282,7 @@ def _grid(source_kinds: Mapping[str, str] | None, target: str) -> str:
     return "release" if kind == "sifa_release" else f"own ({kind})"
 
 
-# ---- claims: paired differences between experiments (xmodseg.compare) ---------------------------
+# ---- claims: paired differences between experiments (xmodseg.reporting.compare) ---------------------------
 
 COMPARISON_COLUMNS = [
     "experiment_a", "experiment_b", "target", "metric", "class", "mean_diff", "ci_low", "ci_high",

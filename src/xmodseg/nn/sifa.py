@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodseg.networks import architecture
+from xmodseg.nn.networks import architecture
 
 
 def scaled(channels: int, width: float) -> int:

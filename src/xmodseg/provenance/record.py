@@ -25,11 +25,11 @@ from pathlib import Path
 import yaml
 
 from xmodseg.atomic import write_text
-from xmodseg.dvc_lock import dvc_executable
-from xmodseg.dvc_stages import write_dvc_yaml
+from xmodseg.environment import code_changes, parse_porcelain_z
 from xmodseg.errors import XmodsegError
 from xmodseg.hashing import sha256_file
-from xmodseg.provenance import code_changes, parse_porcelain_z
+from xmodseg.provenance.dvc_lock import dvc_executable
+from xmodseg.provenance.dvc_stages import write_dvc_yaml
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Per-volume evaluation: inference on the original grid, Dice/ASSD, the translators' anatomy check."""

@@ -1,0 +1,1 @@
+"""Tables, paired comparisons, plots and the markdown report built from metrics documents."""

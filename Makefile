@@ -33,8 +33,11 @@ demo: $(BIN)/.installed  ## run the whole pipeline on the synthetic default; end
 test: $(BIN)/.installed  ## the test suite (unit + end-to-end workflow runs)
 	$(BIN)/python -m pytest
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed  ## Snakemake lint, ruff, mypy and the import layers (configured in pyproject.toml)
 	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 dryrun: $(BIN)/.installed
 	$(BIN)/snakemake -n

@@ -29,5 +29,5 @@ localrules:
 rule all:
     default_target: True
     input:
-        report_outputs(),
-        experiment_metrics(),
+        R.report_outputs(CFG),
+        R.experiment_metrics(CFG),

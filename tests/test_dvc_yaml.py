@@ -47,8 +47,8 @@ def test_stages_list_exactly_what_each_target_reads(in_repo):
 
 def test_unknown_translator_is_a_config_error(in_repo):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["experiments"]["sifa_mr2ct"]["warm_start"] = "nope"
-    with pytest.raises(ConfigError, match="experiments.sifa_mr2ct.warm_start"):
+    cfg["experiments"]["sifa_mr2ct"]["inputs"] = {"warm_start": "nope"}
+    with pytest.raises(ConfigError, match=r"experiments\.sifa_mr2ct\.inputs\.warm_start: 'nope' is not an entry of translators"):
         render_stages(cfg, "config/config.yaml")
 
 

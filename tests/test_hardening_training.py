@@ -234,9 +234,9 @@ def test_unreadable_warm_start_and_snapshot_name_the_file(tmp_path):
 
     bad = tmp_path / "translator.pt"
     bad.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
-    tiny = {"iterations": 2, "width": 0.125, "batch_size": 2, "ndf": 4, "warm_start": str(bad)}
+    tiny = {"iterations": 2, "width": 0.125, "batch_size": 2, "ndf": 4}
     with pytest.raises(InputDataError, match=f"{bad}.*unreadable"):
-        Sifa(tiny, 3, choose_precision(choose_device("cpu"), "off"))
+        Sifa(tiny, 3, choose_precision(choose_device("cpu"), "off"), inputs={"warm_start": bad})
     snap = tmp_path / "snapshot_00000002.pt"
     snap.write_bytes(b"garbage")
     with pytest.raises(TrainingIncompleteError, match=f"{snap}.*unreadable"):

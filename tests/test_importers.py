@@ -52,7 +52,7 @@ def test_folder_importer_on_the_real_ct_keeps_geometry_through_preprocessing(tmp
     # value, and a crop larger than the scan (176 > 166, 164 in-plane) pads but cuts nothing.
     truth = sitk.GetArrayFromImage(src_lab)  # [z, y, x]
     cache = preprocess_modality(spec, "ct", PreprocessConfig(spacing=src_img.GetSpacing(), slice_axis="axial", crop_size=(176, 176)), tmp_path / "cache")
-    manifest = load_manifest(cache)
+    manifest = load_manifest(cache).to_dict()
     rec = manifest["cases"][0]
     g = rec["original_geometry"]
     assert tuple(g["size"]) == src_img.GetSize()
@@ -75,7 +75,7 @@ def test_folder_importer_on_the_real_ct_keeps_geometry_through_preprocessing(tmp
     # own slice, which stays the nearest. Every voxel of the round trip therefore carries a label
     # found in its own slice's 3x3 neighbourhood of the truth (binary: between their min and max).
     cache2 = preprocess_modality(spec, "ct", PreprocessConfig(spacing=(2.0, 2.0, 2.0), slice_axis="axial", crop_size=(160, 160)), tmp_path / "cache2")
-    rec2 = load_manifest(cache2)["cases"][0]
+    rec2 = load_manifest(cache2).to_dict()["cases"][0]
     back2 = sitk.GetArrayFromImage(to_original_grid(np.load(cache2 / rec2["label"]), rec2, "axial"))
     assert (back2 != truth).any()  # really lossy: the bound below is needed
     lo = ndimage.minimum_filter(truth, size=(1, 3, 3), mode="nearest")

@@ -64,7 +64,7 @@ def write_config(repo: Path, oracle_iterations: int = 4) -> None:
             "oracle_mr2ct": {"method": "oracle", "source": "mr", "target": "ct", "seeds": [0, 1], "train": {**TRAIN, "iterations": oracle_iterations}},
             "t2s_cyclegan_mr2ct": {"method": "translate_then_segment", "source": "mr", "target": "ct", "translator": "cyclegan_mr2ct", "seeds": [0], "train": TRAIN},
             # snapshots: 2 -> the report adds the mean over iterations 2 and 3 (Dice, ASSD mm): 10 more numbers
-            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "warm_start": "cyclegan_mr2ct", "seeds": [0], "train": {**SIFA, "snapshots": 2}},
+            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "inputs": {"warm_start": "cyclegan_mr2ct"}, "seeds": [0], "train": {**SIFA, "snapshots": 2}},
         },
         "report": {"title": "tiny"},
     }
@@ -102,7 +102,7 @@ def test_record_commits_lineage_and_pushes(repo):
     assert {"dvc.lock", "dvc.yaml", f"results/metrics/{DS}/oracle_mr2ct.json", "results/provenance/report.html.dvc"} <= set(tracked)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     exp = lock["experiment-sifa_mr2ct"]
-    assert exp["params"][CONFIG]["experiments.sifa_mr2ct"]["warm_start"] == "cyclegan_mr2ct"
+    assert exp["params"][CONFIG]["experiments.sifa_mr2ct"]["inputs"]["warm_start"] == "cyclegan_mr2ct"
     deps = {d["path"] for d in exp["deps"]}
     assert f"results/translators/{DS}/cyclegan_mr2ct/seed0/model.pt" in deps and f"data/prepared/{DS}/ct" in deps
     assert {d["path"] for d in lock["experiment-t2s_cyclegan_mr2ct"]["deps"]} >= {f"data/translated/{DS}/cyclegan_mr2ct/seed0"}

@@ -120,7 +120,7 @@ def test_workflow_with_spaces_in_the_registry_path_and_data_root(tmp_path):
     out = _snakemake(wd, "-n", "--printshellcmds").stdout
     commands = [line.split("Shell command: ", 1)[1] for line in out.splitlines() if line.startswith("Shell command: ") and "xmodseg" in line]
     rules = {shlex.split(c)[1 if c.startswith("xmodseg") else 2] for c in commands}
-    assert {"synth", "preprocess", "train", "evaluate", "aggregate", "report"} <= rules, rules
+    assert {"synth", "prepare-cache", "train", "evaluate", "aggregate", "report"} <= rules, rules
     for c in commands:
         words = shlex.split(c)
         for i, w in enumerate(words[:-1]):

@@ -12,7 +12,7 @@ from torch import nn
 
 from xmodseg.errors import ConfigError
 from xmodseg.methods import get_method
-from xmodseg.methods.sifa import DEFAULTS, Sifa
+from xmodseg.methods.sifa import Sifa, SifaParams
 from xmodseg.methods.sifa_losses import dice_loss, l2_weight_decay, segmentation_loss, weighted_cross_entropy
 from xmodseg.nn.layers import ResnetGenerator
 from xmodseg.nn.networks import build
@@ -41,9 +41,9 @@ def _data(n: int = 4, side: int = 32, seed: int = 0) -> TrainData:
     return TrainData(source=SliceSet(src, labels, ("s1", "s2"), "mr"), target=SliceSet(tgt, None, ("t1", "t2"), "ct"))
 
 
-def _method(**over) -> Sifa:
+def _method(inputs=None, **over) -> Sifa:
     torch.manual_seed(0)
-    return Sifa({**TINY, **over}, K, CPU)
+    return Sifa({**TINY, **over}, K, CPU, inputs=inputs)
 
 
 def _snapshot(m: Sifa) -> dict[str, list[torch.Tensor]]:
@@ -219,7 +219,7 @@ def test_inference_network_rebuilds_from_its_architecture():
 
 def test_registered_and_defaults():
     assert get_method("sifa") is Sifa
-    p = DEFAULTS
+    p = SifaParams.defaults()
     assert (p["lambda_cycle"], p["lambda_seg_aux"], p["lambda_adv_p1"], p["lambda_adv_p2"], p["lambda_adv_aux"]) == (10.0, 0.1, 0.1, 0.01, 0.1)
     m = _method()
     assert set(m.optimizers()) == {"g_t", "d_t", "seg", "dec", "d_s", "d_p1", "d_p2"}
@@ -391,7 +391,7 @@ def test_warm_start_loads_the_translator_and_its_ranges(tmp_path):
     path = tmp_path / "translator" / "model.pt"
     path.parent.mkdir()
     saved = _translator(path)
-    m = _method(warm_start=str(path))
+    m = _method(inputs={"warm_start": path})
     assert m.g_t.skip is False  # G_t's architecture comes from the file, not `generator`
     sd = m.g_t.state_dict()
     assert sd.keys() == saved.state_dict().keys()
@@ -409,7 +409,7 @@ def test_warm_start_refuses_other_models(tmp_path, kind, ranges):
     path = tmp_path / "other.pt"
     _translator(path, kind=kind, ranges=ranges)
     with pytest.raises(ConfigError, match=re.escape(str(path))):
-        _method(warm_start=str(path))
+        _method(inputs={"warm_start": path})
 
 
 def test_prepare_without_warm_start_fits_training_ranges():
@@ -530,7 +530,7 @@ def test_decoder_dropout_is_always_on_as_in_the_official_code():
     with pytest.raises(ValueError, match="dropout"):
         SifaDecoder(0.125, 3, dropout=1.0)
     m = _method(decoder_dropout=0.0)
-    assert m.dec.dropout == 0.0 and _method().dec.dropout == DEFAULTS["decoder_dropout"] == 0.25
+    assert m.dec.dropout == 0.0 and _method().dec.dropout == SifaParams.defaults()["decoder_dropout"] == 0.25
 
 
 def test_sidecar_records_intensity_dropout_and_precision(tmp_path):

@@ -37,7 +37,7 @@ def test_jobs_ran_as_slurm_jobs(slurm_run):
         assert re.fullmatch(r"\d+\.log", log.name), log
         by_rule.setdefault(rule, []).append(int(log.stem))
     assert len(by_rule.get("rule_train", [])) == 4 and len(by_rule.get("rule_evaluate", [])) == 4, by_rule
-    assert len(by_rule.get("rule_preprocess", [])) == 2
+    assert len(by_rule.get("rule_prepare_cache", [])) == 2
     ids = [i for v in by_rule.values() for i in v]
     assert len(ids) == len(set(ids))  # one SLURM job id per job
     assert re.search(r"submitted with SLURM jobid \d+", output)

@@ -84,7 +84,7 @@ def test_sidecar_and_model_reload(caches, tmp_path):
     assert side["data"]["target"] is None and side["data"]["source"]["labels_used"] is True
     assert side["data"]["source"]["cases"] == ["1", "2", "3"]  # test case 4 never loaded
     net, meta = load_model(str(tmp_path / "m" / "model.pt"))
-    assert meta["method"] == "source_only"
+    assert meta.method == "source_only"
     assert net(torch.zeros(1, 1, 16, 16)).shape == (1, 5, 16, 16)
     assert json.loads((tmp_path / "m" / "model.json").read_text())["model_sha256"] == side["model_sha256"]
 

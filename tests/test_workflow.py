@@ -80,7 +80,7 @@ def write_config(workdir: Path, iterations_oracle: int = 4, iterations_t2s: int 
                 "train": TRAIN,
             },
             # SIFA both directions: MR->CT warm-starts G_t from the CycleGAN translator
-            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "warm_start": "cyclegan_mr2ct", "seeds": [0], "train": SIFA},
+            "sifa_mr2ct": {"method": "sifa", "source": "mr", "target": "ct", "inputs": {"warm_start": "cyclegan_mr2ct"}, "seeds": [0], "train": SIFA},
             "sifa_ct2mr": {"method": "sifa", "source": "ct", "target": "mr", "seeds": [0], "train": SIFA},
         },
         "report": {"title": "tiny"},
@@ -106,10 +106,11 @@ def test_outputs_exist_and_are_consistent(workdir):
     assert "## Image translation" in md and "cyclegan_mr2ct (cyclegan)" in md and "disentangled_ct2mr (disentangled)" in md
     assert "| sifa | MR→CT |" in md and "| sifa | CT→MR |" in md
     sifa = json.loads((workdir / "results/models/tiny_synth/sifa_mr2ct/seed0/model.json").read_text())
-    assert sifa["warm_start"]["model"] == "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.pt"
-    assert sifa["warm_start"]["sha256"] == json.loads((workdir / "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.json").read_text())["model_sha256"]
+    warm = sifa["inputs"]["warm_start"]
+    assert warm["path"] == "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.pt"
+    assert warm["sha256"] == json.loads((workdir / "results/translators/tiny_synth/cyclegan_mr2ct/seed0/model.json").read_text())["model_sha256"]
     assert sifa["uses_target_labels_for_training"] is False and sifa["data"]["target"]["labels_used"] is False
-    assert json.loads((workdir / "results/models/tiny_synth/sifa_ct2mr/seed0/model.json").read_text())["warm_start"] is None
+    assert json.loads((workdir / "results/models/tiny_synth/sifa_ct2mr/seed0/model.json").read_text())["inputs"] == {}
     losses = [json.loads(line) for line in (workdir / "logs/train/tiny_synth/sifa_ct2mr/seed0.jsonl").read_text().splitlines()]
     assert {"g_total", "d_t", "seg_main", "seg_aux", "u_total", "d_s_main", "d_s_aux", "d_p1", "d_p2"} <= set(losses[-1])
     # The translators' previews and anatomy checks exist (anatomy needs the CT oracle: only MR->CT).

@@ -70,6 +70,20 @@ def cmd_release_cache(args: argparse.Namespace) -> None:
     build_cache(spec, args.modality, release_tfrecords(spec, args.modality, args.marker), args.out, slices_per_case=args.slices_per_case)
 
 
+def cmd_prepare_cache(args: argparse.Namespace) -> None:
+    """One modality's slice cache, by the registry's source kind: a release is already
+    preprocessed (its cache comes from its own files), anything else is preprocessed here."""
+    from xmodseg.registry import SourceKind
+
+    spec = _dataset(args)
+    if spec.source_kind(args.modality) is SourceKind.SIFA_RELEASE:
+        if not args.marker:
+            raise ConfigError(f"prepare-cache: modality '{args.modality}' of {spec.name} is a release; pass --marker (its fetch-source JSON)")
+        cmd_release_cache(args)
+    else:
+        cmd_preprocess(args)
+
+
 def cmd_tfrecords(args: argparse.Namespace) -> None:
     from xmodseg.datasets.tfrecord import tfrecords_to_cache
 
@@ -78,39 +92,17 @@ def cmd_tfrecords(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from xmodseg.jobs import TrainJob, call_kwargs, job_from_args
     from xmodseg.methods.run import train_experiment
 
-    train_experiment(
-        method_name=args.method,
-        params=args.params,
-        seed=args.seed,
-        source_cache=args.source_cache,
-        target_cache=args.target_cache,
-        model_path=args.model,
-        checkpoint_dir=args.checkpoint_dir,
-        log_path=args.train_log,
-        stop_at=args.stop_at,
-        warm_start=args.warm_start,
-    )
+    train_experiment(**call_kwargs(job_from_args(TrainJob, args)))
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
+    from xmodseg.jobs import TranslateJob, call_kwargs, job_from_args
     from xmodseg.translation.run import train_translator
 
-    train_translator(
-        translator=args.translator,
-        params=args.params,
-        seed=args.seed,
-        source_cache=args.source_cache,
-        target_cache=args.target_cache,
-        model_path=args.model,
-        checkpoint_dir=args.checkpoint_dir,
-        log_path=args.train_log,
-        out_cache=args.out_cache,
-        quality_path=args.quality,
-        preview_path=args.preview,
-        stop_at=args.stop_at,
-    )
+    train_translator(**call_kwargs(job_from_args(TranslateJob, args)))
 
 
 def cmd_translation_check(args: argparse.Namespace) -> None:
@@ -121,16 +113,11 @@ def cmd_translation_check(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from xmodseg.evaluation.evaluate import evaluate_model
+    from xmodseg.jobs import EvaluateJob, call_kwargs, job_from_args
+    from xmodseg.registry import load_dataset
 
-    evaluate_model(
-        model_path=args.model,
-        target_cache=args.target_cache,
-        spec=_dataset(args),
-        predictions_dir=args.predictions,
-        metrics_path=args.metrics,
-        experiment=args.experiment,
-        batch_size=args.batch_size,
-    )
+    job = job_from_args(EvaluateJob, args)
+    evaluate_model(spec=load_dataset(job.registry, job.dataset), **call_kwargs(job))  # registry + dataset -> spec
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -145,6 +132,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     build_report(
         args.metrics,
         args.out,
+        overlays=args.overlays,
         title=args.title,
         translation=args.translation,
         anatomy=args.anatomy,
@@ -197,6 +185,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xmodseg.jobs import EvaluateJob, TrainJob, TranslateJob, add_job_arguments
+
     p = argparse.ArgumentParser(prog="xmodseg", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -252,50 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="cache folder to write")
     s.set_defaults(func=cmd_preprocess)
 
+    s = sub.add_parser("prepare-cache", help="one modality's slice cache, by its source kind: preprocess, or a release's own cache")
+    with_dataset(s)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--params", type=_json_arg, default={}, help="the config's `preprocess` block as JSON (not used for a release)")
+    s.add_argument("--marker", default=None, help="a release: its fetch-source JSON (where the release is)")
+    s.add_argument("--out", required=True, help="cache folder to write")
+    s.add_argument("--slices-per-case", type=int, default=600, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_prepare_cache)
+
+    # train / translate / evaluate: flags generated from the job dataclasses (xmodseg.jobs)
     s = sub.add_parser("train", help="train one experiment (method x direction x seed)")
-    s.add_argument("--method", required=True)
-    s.add_argument("--params", type=_json_arg, required=True, help="the experiment's `train` block as JSON")
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--source-cache", required=True)
-    s.add_argument("--target-cache", required=True)
-    s.add_argument("--model", required=True, help="model file to write (sidecar: same name, .json)")
-    s.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints (kept outside the rule's outputs)")
-    s.add_argument("--train-log", required=True, help="JSONL loss log")
-    s.add_argument("--warm-start", default=None, help="a translator's model.pt to initialise from (methods that support it, e.g. sifa)")
-    s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)
+    add_job_arguments(s, TrainJob)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("translate", help="train a translator and write the translated source cache")
-    s.add_argument("--translator", required=True, help="cyclegan or disentangled")
-    s.add_argument("--params", type=_json_arg, required=True, help="the translator's `train` block as JSON")
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--source-cache", required=True)
-    s.add_argument("--target-cache", required=True)
-    s.add_argument("--model", required=True)
-    s.add_argument("--checkpoint-dir", required=True)
-    s.add_argument("--train-log", required=True)
-    s.add_argument("--out-cache", required=True, help="translated cache folder to write")
-    s.add_argument("--quality", required=True, help="translation-quality JSON to write")
-    s.add_argument("--preview", required=True, help="preview grid PNG to write")
-    s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)
+    add_job_arguments(s, TranslateJob)
     s.set_defaults(func=cmd_translate)
 
     s = sub.add_parser("translation-check", help="evaluation only: does the target oracle find the source anatomy in translated images?")
     s.add_argument("--translated-cache", required=True)
     s.add_argument("--source-cache", required=True)
-    s.add_argument("--oracle", required=True, help="model.pt of an oracle trained on the target")
+    s.add_argument("--reference-model", "--oracle", dest="oracle", required=True, help="model.pt of a model trained with all target labels")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_translation_check)
 
     s = sub.add_parser("evaluate", help="predict the target test volumes and compute Dice/ASSD")
-    with_dataset(s)
-    s.add_argument("--model", required=True)
-    s.add_argument("--target-cache", required=True)
-    s.add_argument("--predictions", required=True, help="folder for NIfTI predictions on the original grids")
-    s.add_argument("--metrics", required=True, help="metrics.json to write")
-    s.add_argument("--experiment", type=_json_arg, default={}, help="resolved experiment config (recorded)")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--gpu", type=int, default=0, help="GPUs the rule declared (>0: lease one, see xmodseg.gpu_lease)")
+    add_job_arguments(s, EvaluateJob)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("aggregate", help="combine the seeds of one experiment into one metrics file")
@@ -305,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="summary tables, bar plot and overlays from metrics files")
     s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--overlays", nargs="*", default=None, help="overlay.npz per metrics file, in the same order (none: no overlay figures)")
     s.add_argument("--translation", nargs="*", default=[], help="translators' quality.json files")
     s.add_argument("--anatomy", nargs="*", default=[], help="translators' anatomy.json files")
     s.add_argument("--out", required=True, help="report folder")
@@ -360,7 +334,7 @@ def _lease_gpu(args: argparse.Namespace) -> None:
 
         from xmodseg import gpu_lease
 
-        gpu_lease.acquire()
+        gpu_lease.acquire(getattr(args, "gpu_slots", None))
         atexit.register(gpu_lease.release)
 
 

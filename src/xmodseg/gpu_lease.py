@@ -7,8 +7,9 @@ a non-blocking exclusive `flock` on one of N lock files; the winning index becom
 killed job never leaks its GPU. When a scheduler already chose the device (SLURM sets
 `CUDA_VISIBLE_DEVICES`), no lease is taken.
 
-N comes from Snakemake's own `--resources gpu=N` (the Snakefile exports it as XMODSEG_GPU_SLOTS),
-so there is exactly one place to state how many GPUs a machine has.
+N comes from Snakemake's own `--resources gpu=N`: the rules hand it to each GPU job as
+`--gpu-slots N` (XMODSEG_GPU_SLOTS when a command is run by hand), so there is exactly one place to
+state how many GPUs a machine has.
 
 The lock folder must be private: in a folder another local user can write to, they could hold
 every slot or plant links that make a job write to the victim's files. So the folder is created
@@ -48,14 +49,6 @@ class Lease:
 
 
 _current: Lease | None = None
-
-
-def export_slots(slots: int | None) -> None:
-    """Called by the Snakefile with the N of `--resources gpu=N`: local jobs inherit it."""
-    if slots:
-        os.environ[SLOTS_ENV] = str(slots)
-    else:
-        os.environ.pop(SLOTS_ENV, None)
 
 
 def _private_runtime_dir() -> Path | None:
@@ -146,7 +139,8 @@ def _try_lock(dir_fd: int, name: str, directory: Path) -> IO[bytes] | None:
 
 
 def acquire(slots: int | None = None, lock_dir: str | os.PathLike[str] | None = None, timeout: float = 24 * 3600) -> Lease:
-    """Set CUDA_VISIBLE_DEVICES for this process (call before CUDA is initialised)."""
+    """Set CUDA_VISIBLE_DEVICES for this process (call before CUDA is initialised). `slots`: the
+    job's `--gpu-slots`; None reads $XMODSEG_GPU_SLOTS (direct CLI use)."""
     global _current
     if _current is not None:
         return _current

@@ -9,16 +9,19 @@ wrote before the rename, because ITK only prints an error when the disk is full.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import math
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.arrayproxy import ArrayProxy
 
 from xmodseg.atomic import atomic_path
 from xmodseg.errors import ConfigError, InputDataError, XmodsegError
@@ -95,7 +98,7 @@ def is_nifti(path: str | os.PathLike[str]) -> bool:
     return Path(path).name.lower().endswith((".nii", ".nii.gz"))
 
 
-def _open_raw(p: Path):
+def _open_raw(p: Path) -> io.BufferedIOBase:
     return gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb")
 
 
@@ -203,7 +206,8 @@ def _replace_nonfinite(img: sitk.Image, p: Path, kind: str, n_bad: int, nonfinit
         raise InputDataError(f"{p}: {kind} has {n_bad} NaN or Inf voxels; fix the file{hint}")
     arr = sitk.GetArrayFromImage(img)
     if is_nifti(p):
-        stored = np.asanyarray(nib.load(str(p)).dataobj.get_unscaled())
+        image = cast(nib.Nifti1Image, nib.load(str(p)))  # is_nifti: NIfTI-1, or NIfTI-2 (a subclass)
+        stored = np.asanyarray(cast(ArrayProxy, image.dataobj).get_unscaled())  # a freshly loaded image holds a proxy
         mask = ~np.isfinite(stored.reshape(stored.shape[:3], order="F")).T  # nibabel [x, y, z] -> [z, y, x]
     else:
         mask = ~np.isfinite(arr)
@@ -312,5 +316,5 @@ def reference_image(geometry: dict, pixel_id: int = sitk.sitkUInt8) -> sitk.Imag
     return ref
 
 
-def _fmt(values) -> str:
+def _fmt(values: Iterable[float]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"

@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
 # Wildcards: {dataset} {modality} {tname} (a translators entry) {exp} (an experiments entry) {seed}.
 PATTERNS: dict[str, str] = {
@@ -23,6 +25,7 @@ PATTERNS: dict[str, str] = {
     "downloads": "data/downloads/{dataset}/{modality}",
     "prepared": "data/prepared/{dataset}/{modality}",
     "translated": "data/translated/{dataset}/{tname}/seed{seed}",
+    "translated_dir": "data/translated/{dataset}/{tname}",
     # translators
     "translator_dir": "results/translators/{dataset}/{tname}",
     "translator_model": "results/translators/{dataset}/{tname}/seed{seed}/model.pt",
@@ -31,11 +34,13 @@ PATTERNS: dict[str, str] = {
     "translator_preview": "results/translators/{dataset}/{tname}/seed{seed}/preview.png",
     "translator_anatomy": "results/translators/{dataset}/{tname}/seed{seed}/anatomy.json",
     "translator_checkpoints": "results/checkpoints/{dataset}/translators/{tname}/seed{seed}",
+    "translator_logs": "logs/translate/{dataset}/{tname}",
     # experiments
     "model_dir": "results/models/{dataset}/{exp}",
     "model": "results/models/{dataset}/{exp}/seed{seed}/model.pt",
     "sidecar": "results/models/{dataset}/{exp}/seed{seed}/model.json",
     "checkpoints": "results/checkpoints/{dataset}/{exp}/seed{seed}",
+    "train_logs": "logs/train/{dataset}/{exp}",
     "evaluation_dir": "results/evaluation/{dataset}/{exp}",
     "seed_metrics": "results/evaluation/{dataset}/{exp}/seed{seed}/metrics.json",
     "overlay": "results/evaluation/{dataset}/{exp}/seed{seed}/overlay.npz",
@@ -50,6 +55,7 @@ PATTERNS: dict[str, str] = {
     "report_overlay": "results/report/overlay_{exp}.png",
     # provenance
     "provenance_report": "results/provenance/report.html",
+    "provenance_metadata": "results/provenance/report_metadata.yaml",
     "metrics_root": "results/metrics",
     "evaluation_root": "results/evaluation",
 }
@@ -61,7 +67,7 @@ LOG_PATTERNS: dict[str, str] = {
     "train": "logs/train/{dataset}/{exp}/seed{seed}",
     "evaluate": "logs/evaluate/{dataset}/{exp}/seed{seed}",
     "aggregate": "logs/aggregate/{dataset}/{exp}",
-    "preprocess": "logs/preprocess/{dataset}_{modality}",
+    "prepare_cache": "logs/preprocess/{dataset}_{modality}",
     "synth": "logs/synth/{dataset}_{modality}",
     "fetch_source": "logs/fetch/{dataset}_{modality}_source",
     "import": "logs/fetch/{dataset}_{modality}_import",
@@ -72,6 +78,19 @@ LOG_PATTERNS: dict[str, str] = {
 def log_path(stage: str, suffix: str = ".log") -> str:
     """The wildcard log pattern of a rule (suffix `.jsonl` for loss logs)."""
     return LOG_PATTERNS[stage] + suffix
+
+
+def sidecar_of(model: str | PurePath) -> str:
+    """The JSON sidecar written next to a model file (experiments' and translators' alike)."""
+    return PurePath(model).with_suffix(".json").as_posix()
+
+
+def match(kind: str, path: str | PurePath) -> dict[str, str] | None:
+    """The wildcards of `path` if it is an instance of PATTERNS[kind] (e.g. the data set of a
+    metrics file), else None."""
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(PATTERNS[kind]))
+    m = re.fullmatch(regex, PurePath(path).as_posix())
+    return m.groupdict() if m else None
 
 
 def benchmark_path(stage: str) -> str:

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,22 @@ def check_name(value: Any, key: str, what: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
         raise ConfigError(f"{key}: {what} {value!r} is not allowed (names become file names and command arguments); use only {NAME_RULE}")
     return value
+
+
+class SourceKind(str, Enum):
+    """Where a modality's raw files come from (`source.kind`): the workflow's fetch, synth and
+    prepare-cache steps dispatch on this, not on strings."""
+
+    LOCAL = "local"  # already in the registry layout
+    SYNTHETIC = "synthetic"  # generated (xmodseg.synth)
+    DOWNLOAD = "download"  # fetched, then imported
+    IMPORT = "import"  # a registration-gated archive or folder, imported
+    SIFA_RELEASE = "sifa_release"  # imported like `import`; its cache is built from the release files
+
+    @property
+    def fetched(self) -> bool:
+        """Located or downloaded (`xmodseg fetch-source`), then converted (`xmodseg import`)."""
+        return self in (SourceKind.DOWNLOAD, SourceKind.IMPORT, SourceKind.SIFA_RELEASE)
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,13 @@ class DatasetSpec:
     def source_of(self, modality: str) -> Mapping[str, Any]:
         """The modality's own `source:` over the data set's (e.g. CHAOS MR and BTCV CT in one set)."""
         return {**self.source, **(self.modality(modality).source or {})}
+
+    def source_kind(self, modality: str) -> SourceKind:
+        kind = self.source_of(modality).get("kind", SourceKind.LOCAL.value)
+        try:
+            return SourceKind(kind)
+        except ValueError:
+            raise ConfigError(f"datasets.{self.name}: source kind {kind!r} of modality '{modality}' is not one of {[k.value for k in SourceKind]}") from None
 
     def image_path(self, modality: str, case: str) -> Path:
         return self.root / self.modality(modality).image_pattern.format(case=case, modality=modality)

@@ -8,6 +8,7 @@ from tensors without DataLoader workers, which on 2 cores would compete with com
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,27 +37,40 @@ class SliceSet:
         return self.images[idx], (self.labels[idx] if self.labels is not None else None)
 
 
-def load_slices(cache_dir: str | os.PathLike[str], split: str, *, with_labels: bool) -> SliceSet:
-    """Load every slice of the cases in `split` ("train" or "test").
+def load_slices(cache_dir: str | os.PathLike[str], split: str, *, with_labels: bool, cases: Collection[str] | None = None) -> SliceSet:
+    """Load every slice of the cases in `split` ("train" or "test"), or of `cases` among them.
 
-    Training code asks for split="train" only; loading test labels for training is refused here.
+    Training code asks for split="train" only; loading test labels for training is refused here,
+    and so is a `cases` id outside the split (a labelled subset never reaches a test case).
     """
     manifest = load_manifest(cache_dir)
-    cases = [c for c in manifest["cases"] if c["split"] == split]
-    if not cases:
+    in_split = manifest.cases_in(split)
+    if not in_split:
         raise SplitLeakError(f"{cache_dir}: no '{split}' cases in the manifest")
+    if cases is not None:
+        wanted = set(cases)
+        outside = sorted(wanted - {c.case for c in in_split})
+        if outside:
+            raise SplitLeakError(f"{cache_dir}: case(s) {outside} are not '{split}' cases of the manifest")
+        in_split = [c for c in in_split if c.case in wanted]
+        if not in_split:
+            raise SplitLeakError(f"{cache_dir}: an empty selection of '{split}' cases")
     root = Path(cache_dir)
-    images = np.concatenate([np.load(root / c["image"]) for c in cases])
-    labels = np.concatenate([np.load(root / c["label"]) for c in cases]) if with_labels else None
+    images = np.concatenate([np.load(root / c.image) for c in in_split])
+    labels = np.concatenate([np.load(root / c.label) for c in in_split]) if with_labels else None
     return SliceSet(
         images=torch.from_numpy(images).unsqueeze(1),
         labels=torch.from_numpy(labels.astype(np.int64)) if labels is not None else None,
-        cases=tuple(c["case"] for c in cases),
-        modality=manifest["modality"],
-        intensity_space=str(manifest.get("intensity_space", "zscore")),
+        cases=tuple(c.case for c in in_split),
+        modality=manifest.modality,
+        intensity_space=manifest.image_space,
     )
 
 
-def training_slices(cache_dir: str | os.PathLike[str], *, with_labels: bool) -> SliceSet:
-    return load_slices(cache_dir, "train", with_labels=with_labels)
+def training_slices(cache_dir: str | os.PathLike[str], *, with_labels: bool, cases: Collection[str] | None = None) -> SliceSet:
+    return load_slices(cache_dir, "train", with_labels=with_labels, cases=cases)
 
+
+def training_cases(cache_dir: str | os.PathLike[str]) -> list[str]:
+    """Case ids of the cache's training split, in manifest order."""
+    return [c.case for c in load_manifest(cache_dir).cases_in("train")]

@@ -1,29 +1,29 @@
 # Stage 5: predict every target test volume, map back to the scan grid, Dice/ASSD + provenance.
 rule evaluate:
     input:
-        model="results/models/{dataset}/{exp}/seed{seed}/model.pt",
-        target=lambda w: cache_dir(EXPERIMENTS[w.exp]["target"]),
+        unpack(lambda w: R.evaluate_inputs(CFG, w.exp, int(w.seed))),
     output:
-        metrics=report("results/evaluation/{dataset}/{exp}/seed{seed}/metrics.json", caption="../report/seed_metrics.rst", category="Evaluation", subcategory="{exp}"),
-        overlay="results/evaluation/{dataset}/{exp}/seed{seed}/overlay.npz",
+        metrics=report(P["seed_metrics"], caption="../report/seed_metrics.rst", category="Evaluation", subcategory="{exp}"),
+        overlay=P["overlay"],
         predictions=report(
-            directory("results/evaluation/{dataset}/{exp}/seed{seed}/predictions"),
+            directory(P["predictions"]),
             patterns=["{case}_pred.nii.gz"],
             caption="../report/predictions.rst",
             category="Evaluation",
             subcategory="{exp}",
         ),
     params:
-        registry=config["registry"],
-        experiment=experiment_record,
-        batch_size=config.get("evaluation", {}).get("batch_size", 32),
+        registry=CFG.registry,
+        experiment=lambda w: as_arg(R.experiment_record(CFG, w.exp, int(w.seed))),
+        batch_size=CFG.evaluation.get("batch_size", 32),
+        gpu_slots=gpu_slots,
     log:
-        "logs/evaluate/{dataset}/{exp}/seed{seed}.log",
+        log_path("evaluate"),
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/{exp}/seed{seed}.tsv"
+        benchmark_path("evaluate")
     threads: 2
     resources:
-        gpu=int(config.get("evaluation", {}).get("gpu", False)),
+        gpu=int(CFG.evaluation.get("gpu", False)),
         mem_mb=4000,
         runtime=30,
     conda:
@@ -31,4 +31,5 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} xmodseg evaluate --registry {params.registry:q} --dataset {wildcards.dataset:q} "
         "--model {input.model:q} --target-cache {input.target:q} --predictions {output.predictions:q} "
-        "--metrics {output.metrics:q} --experiment {params.experiment} --batch-size {params.batch_size:q} --gpu {resources.gpu:q} > {log:q} 2>&1"
+        "--metrics {output.metrics:q} --overlay {output.overlay:q} --experiment {params.experiment} --batch-size {params.batch_size:q} "
+        "--gpu {resources.gpu:q} --gpu-slots {params.gpu_slots:q} > {log:q} 2>&1"

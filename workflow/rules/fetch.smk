@@ -1,45 +1,52 @@
 # Stage 1 (real data): download (resumable, verified) or import a registration-gated archive or
 # folder, then convert each modality into the registry's raw layout (NIfTI, labels checked).
-for _mod in DATASET.modalities:
-    if DATASET.source_of(_mod).get("kind") not in ("download", "import", "sifa_release"):
-        continue
+FETCHED = R.fetched_modalities(CFG)
 
-    rule:
-        name:
-            f"fetch_source_{_mod}"
-        output:
-            f"data/downloads/{DS}/{_mod}/source.json",
-        params:
-            registry=config["registry"],
-            modality=_mod,
-            # a new URL, checksum, layout or path fetches again (lambdas: `{case}` is not a wildcard)
-            source=lambda w, s=as_arg(DATASET.source_of(_mod)): s,
-            path=lambda w, p=shlex.quote(str(config.get("data_path", {}).get(_mod, ""))): p,
-        log:
-            f"logs/fetch/{DS}_{_mod}_source.log",
-        benchmark:
-            f"results/benchmarks/fetch/{DS}_{_mod}_source.tsv"
-        retries: 2
-        shell:
-            "xmodseg fetch-source --registry {params.registry:q} --dataset {DS:q} --modality {params.modality:q} "
-            "--downloads data/downloads/{DS:q}/{params.modality:q} --marker {output:q} --path {params.path} > {log:q} 2>&1"
+
+rule fetch_source:
+    output:
+        P["download_marker"],
+    params:
+        registry=CFG.registry,
+        downloads=lambda w: R.layout(CFG).downloads(w.modality),
+        # a new URL, checksum, layout or path fetches again (lambdas: `{case}` is not a wildcard)
+        source=lambda w: as_arg(dict(CFG.dataset.source_of(w.modality))),
+        path=lambda w: shlex.quote(str(CFG.data_path.get(w.modality, ""))),
+    log:
+        log_path("fetch_source"),
+    benchmark:
+        benchmark_path("fetch_source")
+    retries: 2
+    wildcard_constraints:
+        modality="|".join(map(re.escape, FETCHED)) or "no-fetched-modality",
+    conda:
+        ENV
+    shell:
+        "xmodseg fetch-source --registry {params.registry:q} --dataset {wildcards.dataset:q} --modality {wildcards.modality:q} "
+        "--downloads {params.downloads:q} --marker {output:q} --path {params.path} > {log:q} 2>&1"
+
+
+# A loop for the reason given in synth.smk: a job writes every case of its modality, each a
+# declared output named by the registry (outputs cannot be functions of a wildcard).
+for _mod in FETCHED:
 
     rule:
         name:
             f"import_{_mod}"
         input:
-            f"data/downloads/{DS}/{_mod}/source.json",
+            R.layout(CFG).download_marker(_mod),
         output:
-            files=[str(p) for c in DATASET.modality(_mod).cases for p in (DATASET.image_path(_mod, c), DATASET.label_path(_mod, c))],
-            manifest=report(f"{DATASET.root}/{_mod}/import_manifest.json", caption="../report/import_manifest.rst", category="Data", subcategory=_mod),
+            files=R.raw_files(CFG, _mod),
+            manifest=report(R.import_manifest(CFG, _mod), caption="../report/import_manifest.rst", category="Data", subcategory=_mod),
         params:
-            registry=config["registry"],
+            registry=CFG.registry,
+            dataset=DS,
             modality=_mod,
         log:
-            f"logs/fetch/{DS}_{_mod}_import.log",
+            log_path("import").format(dataset=DS, modality=_mod),
         benchmark:
-            f"results/benchmarks/fetch/{DS}_{_mod}_import.tsv"
+            benchmark_path("import").format(dataset=DS, modality=_mod)
         conda:
             ENV
         shell:
-            "xmodseg import --registry {params.registry:q} --dataset {DS:q} --modality {params.modality:q} --marker {input:q} > {log:q} 2>&1"
+            "xmodseg import --registry {params.registry:q} --dataset {params.dataset:q} --modality {params.modality:q} --marker {input:q} > {log:q} 2>&1"

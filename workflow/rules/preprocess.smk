@@ -1,50 +1,30 @@
-# Stage 2: resample in physical space, crop, normalise (training-split statistics), cache slices.
-# The SIFA/PnP-AdaNet release is already preprocessed: its cache comes from its own files.
-if DATASET.source.get("kind") != "sifa_release":
-
-    rule preprocess:
-        input:
-            raw_files,
-        output:
-            report(
-                directory("data/prepared/{dataset}/{modality}"),
-                patterns=["manifest.json", "norm_stats.json"],
-                caption="../report/manifest.rst",
-                category="Data",
-                subcategory="{modality}",
-            ),
-        params:
-            registry=config["registry"],
-            cfg=as_arg(config["preprocess"]),
-        log:
-            "logs/preprocess/{dataset}_{modality}.log",
-        benchmark:
-            "results/benchmarks/preprocess/{dataset}_{modality}.tsv"
-        threads: 2
-        resources:
-            mem_mb=4000,
-        conda:
-            ENV
-        shell:
-            "xmodseg preprocess --registry {params.registry:q} --dataset {wildcards.dataset:q} "
-            "--modality {wildcards.modality:q} --params {params.cfg} --out {output:q} > {log:q} 2>&1"
-
-else:
-
-    rule release_cache:
-        input:
-            raw_files,
-            marker="data/downloads/{dataset}/{modality}/source.json",
-        output:
-            directory("data/prepared/{dataset}/{modality}"),
-        params:
-            registry=config["registry"],
-        log:
-            "logs/preprocess/{dataset}_{modality}.log",
-        benchmark:
-            "results/benchmarks/preprocess/{dataset}_{modality}.tsv"
-        conda:
-            ENV
-        shell:
-            "xmodseg release-cache --registry {params.registry:q} --dataset {wildcards.dataset:q} "
-            "--modality {wildcards.modality:q} --marker {input.marker:q} --out {output:q} > {log:q} 2>&1"
+# Stage 2: the slice cache of one modality. `xmodseg prepare-cache` dispatches on the registry's
+# source kind: resample in physical space, crop, normalise (training-split statistics) and cache
+# slices, or, for an already preprocessed release, build the cache from its own files.
+rule prepare_cache:
+    input:
+        unpack(lambda w: R.prepare_cache_inputs(CFG, w.modality)),
+    output:
+        report(
+            directory(P["prepared"]),
+            patterns=["manifest.json", "norm_stats.json"],
+            caption="../report/manifest.rst",
+            category="Data",
+            subcategory="{modality}",
+        ),
+    params:
+        registry=CFG.registry,
+        cfg=lambda w: as_arg(R.prepare_cache_params(CFG, w.modality)),
+        marker=prepare_cache_args,
+    log:
+        log_path("prepare_cache"),
+    benchmark:
+        benchmark_path("prepare_cache")
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        ENV
+    shell:
+        "xmodseg prepare-cache --registry {params.registry:q} --dataset {wildcards.dataset:q} "
+        "--modality {wildcards.modality:q} --params {params.cfg} {params.marker} --out {output:q} > {log:q} 2>&1"

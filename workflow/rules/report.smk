@@ -1,13 +1,13 @@
 # Stage 5b: per-experiment aggregate over seeds (the DVC metric) and the report.
 rule aggregate:
     input:
-        lambda w: seed_metrics(w.exp),
+        lambda w: R.seed_metrics(CFG, w.exp),
     output:
-        report("results/metrics/{dataset}/{exp}.json", caption="../report/experiment_metrics.rst", category="Summary", subcategory="{exp}"),
+        report(P["experiment_metrics"], caption="../report/experiment_metrics.rst", category="Summary", subcategory="{exp}"),
     log:
-        "logs/aggregate/{dataset}/{exp}.log",
+        log_path("aggregate"),
     benchmark:
-        "results/benchmarks/aggregate/{dataset}/{exp}.tsv"
+        benchmark_path("aggregate")
     conda:
         ENV
     shell:
@@ -16,31 +16,26 @@ rule aggregate:
 
 rule report:
     input:
-        metrics=all_seed_metrics(),
-        translation=translator_outputs("quality"),
-        anatomy=translator_outputs("anatomy"),
+        **R.report_inputs(CFG),
     output:
-        md=report("results/report/summary.md", caption="../report/summary.rst", category="Summary"),
-        csv=report("results/report/summary.csv", caption="../report/summary.rst", category="Summary"),
-        bar=report("results/report/dice_bar.png", caption="../report/dice_bar.rst", category="Summary"),
-        comparisons=report("results/report/comparisons.csv", caption="../report/comparisons.rst", category="Summary"),
-        overlays=report(
-            expand("results/report/overlay_{exp}.png", exp=EXPERIMENTS),
-            caption="../report/overlay.rst",
-            category="Overlays",
-        ),
+        md=report(P["report_md"], caption="../report/summary.rst", category="Summary"),
+        csv=report(P["report_csv"], caption="../report/summary.rst", category="Summary"),
+        bar=report(P["report_bar"], caption="../report/dice_bar.rst", category="Summary"),
+        comparisons=report(P["report_comparisons"], caption="../report/comparisons.rst", category="Summary"),
+        overlays=report(R.report_overlays(CFG), caption="../report/overlay.rst", category="Overlays"),
     params:
-        title=config.get("report", {}).get("title", "xmodseg report"),  # plain text, quoted by :q below
-        reference=lambda w: f"--reference {as_arg(config['reference'])}" if config.get("reference") else "",
-        comparisons=as_arg(report_comparisons()),
-        source_kinds=as_arg({m: DATASET.source_of(m).get("kind", "") for m in DATASET.modalities}),
+        out=lambda w, output: os.path.dirname(output.md),  # the folder of the declared outputs
+        title=CFG.report.get("title", "xmodseg report"),  # plain text, quoted by :q below
+        reference=f"--reference {as_arg(CFG.raw['reference'])}" if CFG.raw.get("reference") else "",
+        comparisons=as_arg([list(pair) for pair in CFG.comparisons]),
+        source_kinds=as_arg({m: CFG.dataset.source_of(m).get("kind", "") for m in CFG.dataset.modalities}),
     log:
-        "logs/report/report.log",
+        log_path("report"),
     benchmark:
-        "results/benchmarks/report/report.tsv"
+        benchmark_path("report")
     conda:
         ENV
     shell:
-        "xmodseg report --metrics {input.metrics:q} --translation {input.translation:q} --anatomy {input.anatomy:q} "
-        "--out results/report --title {params.title:q} {params.reference} --comparisons {params.comparisons} "
-        "--source-kinds {params.source_kinds} > {log:q} 2>&1"
+        "xmodseg report --metrics {input.metrics:q} --overlays {input.overlays:q} --translation {input.translation:q} "
+        "--anatomy {input.anatomy:q} --out {params.out:q} --title {params.title:q} {params.reference} "
+        "--comparisons {params.comparisons} --source-kinds {params.source_kinds} > {log:q} 2>&1"

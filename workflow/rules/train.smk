@@ -1,22 +1,25 @@
 # Stage 4: train one experiment (method x direction x seed) on the shared training loop.
 # Checkpoints live outside the declared outputs so a rerun resumes instead of restarting.
+# Inputs: the caches and every artifact the method declares (`inputs:`), from the resolver.
 rule train:
     input:
-        unpack(experiment_inputs),
+        unpack(train_inputs),
     output:
-        model="results/models/{dataset}/{exp}/seed{seed}/model.pt",
-        sidecar=report("results/models/{dataset}/{exp}/seed{seed}/model.json", caption="../report/model_sidecar.rst", category="Models", subcategory="{exp}"),
+        model=P["model"],
+        sidecar=report(P["sidecar"], caption="../report/model_sidecar.rst", category="Models", subcategory="{exp}"),
     params:
-        method=lambda w: EXPERIMENTS[w.exp]["method"],
-        train=lambda w: as_arg(EXPERIMENTS[w.exp]["train"]),
-        checkpoints="results/checkpoints/{dataset}/{exp}/seed{seed}",
-        warm_start=warm_start_arg,
+        method=lambda w: CFG.experiments[w.exp].method,
+        train=lambda w: as_arg(CFG.experiments[w.exp].train),
+        labels=lambda w: as_arg(CFG.experiments[w.exp].labels.as_arg()),
+        checkpoints=P["checkpoints"],
+        inputs=train_args,
+        gpu_slots=gpu_slots,
     log:
-        run="logs/train/{dataset}/{exp}/seed{seed}.log",
-        losses="logs/train/{dataset}/{exp}/seed{seed}.jsonl",
+        run=log_path("train"),
+        losses=log_path("train", ".jsonl"),
     benchmark:
-        "results/benchmarks/train/{dataset}/{exp}/seed{seed}.tsv"
-    priority: train_priority
+        benchmark_path("train")
+    priority: lambda w: R.train_priority(CFG, w.exp)
     threads: 2
     resources:
         gpu=1,
@@ -27,4 +30,5 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} xmodseg train --method {params.method:q} --params {params.train} --seed {wildcards.seed:q} "
         "--source-cache {input.source:q} --target-cache {input.target:q} --model {output.model:q} "
-        "--checkpoint-dir {params.checkpoints:q} --train-log {log.losses:q} {params.warm_start} > {log.run:q} 2>&1"
+        "--checkpoint-dir {params.checkpoints:q} --train-log {log.losses:q} {params.inputs} --labels {params.labels} "
+        "--gpu-slots {params.gpu_slots:q} > {log.run:q} 2>&1"

@@ -47,8 +47,8 @@ def check_members(archive: str | os.PathLike[str]) -> list[str]:
             for m in tf.getmembers():
                 _check_name(path, m.name)
                 if not (m.isreg() or m.isdir()):
-                    kind = "link" if (m.issym() or m.islnk()) else "device or special file"
-                    raise UnsafeArchive(f"{path}: member '{m.name}' is a {kind}; refusing to extract")
+                    what = "link" if (m.issym() or m.islnk()) else "device or special file"
+                    raise UnsafeArchive(f"{path}: member '{m.name}' is a {what}; refusing to extract")
                 names.append(m.name)
             return names
     raise InputDataError(f"{path}: not a zip or tar archive")

@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from email.message import Message
 from pathlib import Path
 from typing import IO
 
@@ -78,14 +77,14 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     def __init__(self, insecure: bool) -> None:
         self.insecure = insecure
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
         check_url(newurl, self.insecure, redirected_from=req.full_url)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _open(url: str, start: int, timeout: float, insecure: bool = False) -> http.client.HTTPResponse:
     req = urllib.request.Request(url, headers={"User-Agent": "xmodseg-downloader", **({"Range": f"bytes={start}-"} if start else {})})
-    return urllib.request.build_opener(_CheckedRedirects(insecure)).open(req, timeout=timeout)  # type: ignore[return-value]  # noqa: S310 - scheme checked
+    return urllib.request.build_opener(_CheckedRedirects(insecure)).open(req, timeout=timeout)  # noqa: S310 - scheme checked
 
 
 def download(

@@ -96,21 +96,21 @@ def prepare_source(
         where = "put the archive or folder somewhere and set `data_path: <it>` in your workflow config (or source.path in the registry)"
         if not raw:
             raise DataNotProvided(f"data set '{spec.name}' needs registration: request it at {src.get('request', '(see README)')}, then {where}")
-        path = Path(os.path.expanduser(str(raw)))
-        if not path.exists():
-            raise DataNotProvided(f"{path}: not found (data set '{spec.name}'; request it at {src.get('request', '(see README)')}, then {where})")
-        if path.is_file():
-            if not _is_archive(path):
-                raise InputDataError(f"{path}: not a folder or a zip/tar archive")
-            digest = sha256_of(path)
+        located = Path(os.path.expanduser(str(raw)))
+        if not located.exists():
+            raise DataNotProvided(f"{located}: not found (data set '{spec.name}'; request it at {src.get('request', '(see README)')}, then {where})")
+        if located.is_file():
+            if not _is_archive(located):
+                raise InputDataError(f"{located}: not a folder or a zip/tar archive")
+            digest = sha256_of(located)
             if src.get("sha256") and digest != src["sha256"]:
-                raise InputDataError(f"{path}: sha256 {digest} is not the registry's {src['sha256']} (a different release or a damaged copy)")
-            folder = base / "extracted" / path.name.split(".")[0]
-            extract(path, folder)
-            record["files"].append({"path": str(path), "sha256": digest})
+                raise InputDataError(f"{located}: sha256 {digest} is not the registry's {src['sha256']} (a different release or a damaged copy)")
+            folder = base / "extracted" / located.name.split(".")[0]
+            extract(located, folder)
+            record["files"].append({"path": str(located), "sha256": digest})
             record["folder"] = str(folder)
         else:
-            record["folder"] = str(path)
+            record["folder"] = str(located)
     if src.get("subdir"):
         record["folder"] = str(Path(record["folder"]) / src["subdir"])
     write_json(marker, record)
@@ -150,7 +150,7 @@ def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[
         from xmodseg.datasets.dicom_series import CHAOS_MR_RANGES, import_series_with_masks
 
         ranges = {int(k): tuple(v) for k, v in (src.get("mask_ranges") or CHAOS_MR_RANGES).items()}
-        return import_series_with_masks(spec, modality, folder, layout, ranges)  # type: ignore[arg-type]
+        return import_series_with_masks(spec, modality, folder, layout, ranges)
     raise ConfigError(f"datasets.{spec.name}.source.importer: '{importer}' is not folder, dicom_masks or acdc")
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from xmodseg.atomic import atomic_dir, write_json
+from xmodseg.artifacts.cache import MANIFEST, CacheManifest, CaseRecord
+from xmodseg.atomic import atomic_dir
 from xmodseg.datasets.tfrecord import (
     SIFA_CLASSES,
     SIFA_UNIT_SPACE,
@@ -109,25 +110,26 @@ def build_cache(
             }
             image = sifa_unit_range(sifa_test_orientation(arr), mod.kind, TEST_PRECISION)
             records.append(write_cached_case(tmp, case, "test", image, lab_idx, extra))
-        manifest = {
-            "format": 1,
-            "dataset": spec.name,
-            "modality": modality,
-            "kind": mod.kind,
-            "class_names": list(spec.labels.class_names) if spec.labels.class_names else SIFA_CLASSES,
-            "slice_axis": SLICE_AXIS,  # cache array axis 0: the released volumes' third (z) axis, as evaluate.py
-            "preprocess": {
+        cases = [CaseRecord.from_dict(r, f"{Path(out) / MANIFEST} case {r.get('case')}") for r in records]
+        manifest = CacheManifest(
+            format=1,
+            dataset=spec.name,
+            modality=modality,
+            kind=mod.kind,
+            class_names=list(spec.labels.class_names) if spec.labels.class_names else SIFA_CLASSES,
+            slice_axis=SLICE_AXIS,  # cache array axis 0: the released volumes' third (z) axis, as evaluate.py
+            preprocess={
                 "source": "SIFA/PnP-AdaNet release",
                 "intensity": "SIFA constants",
                 "flip": "x and y, then slices indexed [x, y], as evaluate.py (medpy array flipped on axes 0 and 1)",
             },
-            "intensity_space": SIFA_UNIT_SPACE,
-            "intensity": intensity_record(mod.kind),
-            "norm_stats_sha256": sha256_json({"sifa_constants": mod.kind}),
-            "training_tfrecords": {str(f): sha256_file(f) for f in tfrecords},
+            intensity_space=SIFA_UNIT_SPACE,
+            intensity=intensity_record(mod.kind),
+            norm_stats_sha256=sha256_json({"sifa_constants": mod.kind}),
+            training_tfrecords={str(f): sha256_file(f) for f in tfrecords},
             **ignored_record(ignored),
-            "test_ignored_label_voxels": {r["case"]: r["ignored_label_voxels"] for r in records if r["split"] == "test"},
-            "cases": records,
-        }
-        write_json(tmp / "manifest.json", manifest)
+            test_ignored_label_voxels={r["case"]: r["ignored_label_voxels"] for r in records if r["split"] == "test"},
+            cases=cases,
+        )
+        manifest.save(tmp / MANIFEST)
     return Path(out)

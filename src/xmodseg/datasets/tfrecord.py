@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import crc32c
 import numpy as np
@@ -114,23 +114,27 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
 def _feature_value(buf: bytes) -> list[bytes] | list[int] | list[float]:
     for kind, _, lst in _fields(buf):  # Feature: 1 bytes_list, 2 float_list, 3 int64_list
         assert isinstance(lst, bytes)
+        # the casts state the wire format: varints (wire 0) are ints, everything else bytes
         if kind == 1:
-            return [v for _, _, v in _fields(lst)]  # type: ignore[misc]
+            return [cast(bytes, v) for _, _, v in _fields(lst)]
         if kind == 2:
             out: list[float] = []
             for _, wire, v in _fields(lst):
-                out += list(np.frombuffer(v, "<f4")) if wire == 2 else [struct.unpack("<f", v)[0]]  # type: ignore[arg-type]
+                raw = cast(bytes, v)
+                out += list(np.frombuffer(raw, "<f4")) if wire == 2 else [struct.unpack("<f", raw)[0]]
             return out
         if kind == 3:
             ints: list[int] = []
             for _, wire, v in _fields(lst):
                 if wire == 2:
+                    packed = cast(bytes, v)
                     p = 0
-                    while p < len(v):  # type: ignore[arg-type]
-                        x, p = _varint(v, p)  # type: ignore[arg-type]
+                    while p < len(packed):
+                        x, p = _varint(packed, p)
                         ints.append(x - (1 << 64) if x >= 1 << 63 else x)
                 else:
-                    ints.append(v - (1 << 64) if v >= 1 << 63 else v)  # type: ignore[operator]
+                    x = cast(int, v)
+                    ints.append(x - (1 << 64) if x >= 1 << 63 else x)
             return ints
     return []
 
@@ -141,14 +145,14 @@ def parse_example(payload: bytes) -> dict[str, list]:
     for field, _, features_msg in _fields(payload):
         if field != 1:
             continue
-        for _, _, entry in _fields(features_msg):  # type: ignore[arg-type]
+        for _, _, entry in _fields(cast(bytes, features_msg)):
             key, value = "", b""
-            for f, _, v in _fields(entry):  # type: ignore[arg-type]
+            for f, _, v in _fields(cast(bytes, entry)):
                 if f == 1:
-                    key = v.decode()  # type: ignore[union-attr]
+                    key = cast(bytes, v).decode()
                 elif f == 2:
-                    value = v  # type: ignore[assignment]
-            features[key] = _feature_value(value)  # type: ignore[arg-type]
+                    value = cast(bytes, v)
+            features[key] = _feature_value(value)
     return features
 
 

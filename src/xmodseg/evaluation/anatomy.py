@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from xmodseg.artifacts.cache import CaseRecord
 from xmodseg.atomic import write_json
 from xmodseg.evaluation import metrics
 from xmodseg.evaluation.inference import predict_slices
@@ -20,11 +21,11 @@ from xmodseg.preprocess.pipeline import load_manifest
 from xmodseg.training.device import choose_device
 
 
-def _dice_per_case(net: Any, cache: Path, cases: list[dict[str, Any]], class_names: list[str], device: Any) -> list[dict[str, float]]:
+def _dice_per_case(net: Any, cache: Path, cases: list[CaseRecord], class_names: list[str], device: Any) -> list[dict[str, float]]:
     out = []
     for rec in cases:
-        pred = predict_slices(net, np.load(cache / rec["image"], mmap_mode="r"), device)
-        per = metrics.per_class_metrics(pred, np.load(cache / rec["label"]), class_names, spacing=(1.0, 1.0, 1.0))
+        pred = predict_slices(net, np.load(cache / rec.image, mmap_mode="r"), device)
+        per = metrics.per_class_metrics(pred, np.load(cache / rec.label), class_names, spacing=(1.0, 1.0, 1.0))
         out.append({c: v["dice"] for c, v in per.items()})
     return out
 
@@ -35,9 +36,9 @@ def anatomy_check(
     device = choose_device("auto")
     net, _ = load_model(str(oracle_model), device)
     manifest = load_manifest(translated_cache)
-    class_names = manifest["class_names"]
-    cases = [c for c in manifest["cases"] if c["split"] == "test"]
-    result: dict[str, Any] = {"cases": [c["case"] for c in cases], "oracle_model": str(oracle_model), "oracle_model_sha256": sha256_file(oracle_model)}
+    class_names = manifest.class_names
+    cases = manifest.cases_in("test")
+    result: dict[str, Any] = {"cases": [c.case for c in cases], "oracle_model": str(oracle_model), "oracle_model_sha256": sha256_file(oracle_model)}
     for key, cache in (("translated", Path(translated_cache)), ("untranslated", Path(source_cache))):
         per_case = _dice_per_case(net, cache, cases, class_names, device)
         summary = {c: metrics.summarise([p[c] for p in per_case]) for c in class_names[1:]}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from xmodseg.atomic import atomic_path, write_json
+from xmodseg.artifacts.cache import MANIFEST, CacheManifest
+from xmodseg.artifacts.metrics import CASE_METRICS, LAST_K, LAST_K_METRICS, MetricsDoc
+from xmodseg.artifacts.model_file import Sidecar, Snapshot
+from xmodseg.atomic import atomic_path
 from xmodseg.environment import provenance_block
 from xmodseg.errors import InputDataError
 from xmodseg.evaluation import metrics
@@ -29,8 +32,9 @@ from xmodseg.evaluation.inference import predict_slices, to_original_grid
 from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.imageio import check_pair_geometry, read_image, write_image
 from xmodseg.labels import LabelMapping
+from xmodseg.layout import sidecar_of
 from xmodseg.nn.networks import load_model
-from xmodseg.preprocess.pipeline import MANIFEST, load_manifest
+from xmodseg.preprocess.pipeline import load_manifest
 from xmodseg.registry import DatasetSpec
 from xmodseg.training.device import choose_device, describe_device
 
@@ -60,12 +64,6 @@ def _class_table(per_class: Mapping[str, Mapping[str, float]], key: str) -> dict
     return {c: float(v[key]) for c, v in per_class.items()}
 
 
-# The mean over the last k checkpoints (`train.snapshots: k`) is reported for these metrics under
-# f"{key}{LAST_K}" (last-iteration values keep their plain keys); see xmodseg.training.snapshots.
-LAST_K = "_last_k"
-LAST_K_METRICS = ("dice", "assd_mm")
-
-
 def evaluate_model(
     *,
     model_path: str | os.PathLike[str],
@@ -75,48 +73,59 @@ def evaluate_model(
     metrics_path: str | os.PathLike[str],
     experiment: Mapping[str, Any],
     batch_size: int = 32,
+    overlay_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
+    """Predict and score the target test volumes; `overlay_path` (default: overlay.npz next to
+    the metrics) gets the test slice with the most labelled foreground, for the report."""
     device = choose_device("auto")
-    net, meta = load_model(str(model_path), device)
+    net, model = load_model(str(model_path), device)
     manifest = load_manifest(target_cache)
-    class_names = manifest["class_names"]
-    fg = class_names[1:]
+    fg = manifest.class_names[1:]
     out_dir = Path(predictions_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cases, best_overlay = evaluate_cases(net, manifest, target_cache, spec, out_dir, device, batch_size)
-    summary = {key: summarise_cases(cases, key, fg) for key in ("dice", "assd_mm", "sifa_dice", "sifa_assd_vox")}
-    checkpoints = evaluate_snapshots(model_path, net, manifest, target_cache, spec, out_dir, device, batch_size)
+    summary = {key: summarise_cases(cases, key, fg) for key in CASE_METRICS}
+    checkpoints = evaluate_snapshots(model.snapshots or [], net, manifest, target_cache, spec, out_dir, device, batch_size)
     if checkpoints is not None:
         summary.update(last_k_summary(cases, checkpoints["per_iteration"], fg))
-    result = {
-        "experiment": dict(experiment),
-        "class_names": fg,
-        "protocol": PROTOCOL,
-        "summary": summary,
-        "cases": cases,
-        **({"checkpoints": checkpoints} if checkpoints is not None else {}),
-        "provenance": provenance_block(
+    doc = MetricsDoc(
+        experiment=dict(experiment),
+        class_names=fg,
+        protocol=PROTOCOL,
+        summary=summary,
+        cases=cases,
+        checkpoints=checkpoints,
+        provenance=provenance_block(
             config=dict(experiment),
             config_sha256=sha256_json(dict(experiment)),
             seed=experiment.get("seed"),
             device=describe_device(device),
             model=str(model_path),
             model_sha256=sha256_file(model_path),
-            model_config_hash=meta.get("config_hash"),
+            model_config_hash=model.config_hash,
             data_manifest=str(Path(target_cache) / MANIFEST),
             data_manifest_sha256=sha256_file(Path(target_cache) / MANIFEST),
             labels=label_record(spec.labels),
+            label_budget=_label_budget(model_path),
         ),
-    }
+    )
     if best_overlay is not None:
-        save_overlay(Path(metrics_path).with_name("overlay.npz"), {**best_overlay[1], "slice_axis": manifest["slice_axis"]})
-    write_json(metrics_path, result)
-    return result
+        overlay = Path(overlay_path) if overlay_path is not None else Path(metrics_path).with_name("overlay.npz")
+        save_overlay(overlay, {**best_overlay[1], "slice_axis": manifest.slice_axis})
+    doc.save(metrics_path)
+    return doc.to_dict()
+
+
+def _label_budget(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The model sidecar's `labels` (label budget and the labelled target training cases drawn), so
+    a metrics file says which target labels its model saw; None without a sidecar."""
+    side = Path(sidecar_of(Path(model_path)))
+    return Sidecar.load(side).labels if side.is_file() else None
 
 
 def evaluate_cases(
     net: torch.nn.Module,
-    manifest: Mapping[str, Any],
+    manifest: CacheManifest,
     target_cache: str | os.PathLike[str],
     spec: DatasetSpec,
     out_dir: Path,
@@ -125,49 +134,51 @@ def evaluate_cases(
 ) -> tuple[list[dict[str, Any]], tuple[int, dict[str, Any]] | None]:
     """Predict every test volume with `net`, store the predictions in `out_dir` (scan grid and
     preprocessed grid) and score them; also the slice for the overlay."""
-    class_names = manifest["class_names"]
+    class_names = manifest.class_names
     out_dir.mkdir(parents=True, exist_ok=True)
-    cases = []
+    cases: list[dict[str, Any]] = []
     best_overlay: tuple[int, dict[str, Any]] | None = None
-    for rec in (c for c in manifest["cases"] if c["split"] == "test"):
-        image = np.load(Path(target_cache) / rec["image"], mmap_mode="r")
+    for rec in manifest.cases_in("test"):
+        if rec.source_label is None:
+            raise InputDataError(f"{target_cache}/{MANIFEST}: test case {rec.case} records no source label to score against; rebuild the cache")
+        image = np.load(Path(target_cache) / rec.image, mmap_mode="r")
         pred = predict_slices(net, image, device, batch_size)
-        cached_label = np.load(Path(target_cache) / rec["label"])
-        best_overlay = _keep_best_slice(best_overlay, rec["case"], image, cached_label, pred)
-        pred_img = to_original_grid(pred, rec, manifest["slice_axis"])
-        gt_sha = sha256_file(rec["source_label"])
-        if gt_sha != rec["source_label_sha256"]:
-            raise InputDataError(f"{rec['source_label']}: ground truth changed since preprocessing (sha256 differs from {target_cache}/manifest.json); rerun preprocessing")
-        gt_img = read_image(rec["source_label"], kind="label")
-        scores = score_case(pred, cached_label, pred_img, gt_img, spec.labels, class_names, rec["source_label"])
-        pred_path = out_dir / f"{rec['case']}_pred.nii.gz"
+        cached_label = np.load(Path(target_cache) / rec.label)
+        best_overlay = _keep_best_slice(best_overlay, rec.case, image, cached_label, pred)
+        pred_img = to_original_grid(pred, rec, manifest.slice_axis)
+        gt_sha = sha256_file(rec.source_label)
+        if gt_sha != rec.source_label_sha256:
+            raise InputDataError(f"{rec.source_label}: ground truth changed since preprocessing (sha256 differs from {target_cache}/manifest.json); rerun preprocessing")
+        gt_img = read_image(rec.source_label, kind="label")
+        scores = score_case(pred, cached_label, pred_img, gt_img, spec.labels, class_names, rec.source_label)
+        pred_path = out_dir / f"{rec.case}_pred.nii.gz"
         write_image(pred_img, pred_path)
-        grid_path = out_dir / f"{rec['case']}_pred_preprocessed.npz"
+        grid_path = out_dir / f"{rec.case}_pred_preprocessed.npz"
         save_prediction_grid(grid_path, pred)
         cases.append(
             {
-                "case": rec["case"],
+                "case": rec.case,
                 "prediction": str(pred_path),
                 "prediction_sha256": sha256_file(pred_path),
                 "prediction_preprocessed": str(grid_path),
                 "prediction_preprocessed_sha256": sha256_file(grid_path),
-                "ground_truth": rec["source_label"],
+                "ground_truth": rec.source_label,
                 "ground_truth_sha256": gt_sha,
-                "ground_truth_preprocessed": str(Path(target_cache) / rec["label"]),
-                "ground_truth_preprocessed_sha256": rec["label_sha256"],
+                "ground_truth_preprocessed": str(Path(target_cache) / rec.label),
+                "ground_truth_preprocessed_sha256": rec.label_sha256,
                 **scores,
             }
         )
-        log.info("case %s: mean Dice %.3f", rec["case"], float(np.mean(list(cases[-1]["dice"].values()))))
+        log.info("case %s: mean Dice %.3f", rec.case, float(np.mean(list(cases[-1]["dice"].values()))))
     if not cases:
         raise ValueError(f"{target_cache}: no test cases to evaluate")
     return cases, best_overlay
 
 
 def evaluate_snapshots(
-    model_path: str | os.PathLike[str],
+    snapshots: Sequence[Snapshot],
     net: torch.nn.Module,
-    manifest: Mapping[str, Any],
+    manifest: CacheManifest,
     target_cache: str | os.PathLike[str],
     spec: DatasetSpec,
     out_dir: Path,
@@ -176,15 +187,14 @@ def evaluate_snapshots(
 ) -> dict[str, Any] | None:
     """The earlier checkpoints a model file carries (`train.snapshots`), each evaluated like the
     main weights, with its predictions under `out_dir/iter<N>/`; None when there are none."""
-    snapshots = torch.load(str(model_path), map_location="cpu", weights_only=True).get("snapshots") or []
     if not snapshots:
         return None
     main_state = {k: v.clone() for k, v in net.state_dict().items()}
     per_iteration = []
     try:
         for snap in snapshots:
-            it = int(snap["iteration"])
-            net.load_state_dict(snap["state_dict"])
+            it = int(snap.iteration)
+            net.load_state_dict(snap.state_dict)
             net.eval()
             cases, _ = evaluate_cases(net, manifest, target_cache, spec, out_dir / f"iter{it:08d}", device, batch_size)
             per_iteration.append({"iteration": it, "cases": cases})
@@ -198,7 +208,7 @@ def evaluate_snapshots(
     }
 
 
-def last_k_cases(main: list[Mapping[str, Any]], earlier: list[Mapping[str, Any]], classes: list[str]) -> list[dict[str, Any]]:
+def last_k_cases(main: Sequence[Mapping[str, Any]], earlier: Sequence[Mapping[str, Any]], classes: list[str]) -> list[dict[str, Any]]:
     """Per case and class, the mean over the earlier checkpoints and the last iteration (NaN if any is)."""
     out = []
     for i, case in enumerate(main):
@@ -209,7 +219,7 @@ def last_k_cases(main: list[Mapping[str, Any]], earlier: list[Mapping[str, Any]]
     return out
 
 
-def last_k_summary(main: list[Mapping[str, Any]], earlier: list[Mapping[str, Any]], classes: list[str]) -> dict[str, Any]:
+def last_k_summary(main: Sequence[Mapping[str, Any]], earlier: Sequence[Mapping[str, Any]], classes: list[str]) -> dict[str, Any]:
     cases = last_k_cases(main, earlier, classes)
     return {f"{key}{LAST_K}": summarise_cases(cases, key, classes) for key in LAST_K_METRICS}
 
@@ -268,10 +278,11 @@ def _keep_best_slice(
 
 def save_overlay(path: Path, data: Mapping[str, Any]) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **{k: np.asarray(v) for k, v in data.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in data.items()}
+        np.savez_compressed(fh, **arrays)
 
 
-def summarise_cases(cases: list[Mapping[str, Any]], key: str, classes: list[str]) -> dict[str, Any]:
+def summarise_cases(cases: Sequence[Mapping[str, Any]], key: str, classes: list[str]) -> dict[str, Any]:
     """Per class: mean/std over volumes; `mean`: the average of the class means (paper style)."""
     per_class = {c: metrics.summarise([case[key][c] for case in cases]) for c in classes}
     class_means = [per_class[c]["mean"] for c in classes]

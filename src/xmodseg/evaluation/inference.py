@@ -10,6 +10,8 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
+from xmodseg.artifacts.cache import CaseRecord
+from xmodseg.errors import InputDataError
 from xmodseg.imageio import reference_image
 from xmodseg.preprocess.crop import uncrop
 from xmodseg.preprocess.geometry import SLICE_AXES, resample_like
@@ -25,16 +27,20 @@ def predict_slices(net: nn.Module, images: np.ndarray, device: torch.device, bat
     return out
 
 
-def to_original_grid(pred: np.ndarray, record: Mapping[str, Any], slice_axis: str) -> sitk.Image:
+def to_original_grid(pred: np.ndarray, record: CaseRecord | Mapping[str, Any], slice_axis: str) -> sitk.Image:
     """Undo slicing, cropping and resampling: a label image on the original scan's voxel grid.
 
     Nearest-neighbour resampling in physical space, so the result opens aligned with the original
-    image in ITK-SNAP or 3D Slicer.
+    image in ITK-SNAP or 3D Slicer. `record`: the case's manifest record (as read from the JSON,
+    for callers that hold it so).
     """
+    rec = record if isinstance(record, CaseRecord) else CaseRecord.from_dict(record, f"case record {record.get('case')}")
+    if rec.resampled_geometry is None or rec.original_geometry is None or rec.crop_start_zyx is None:
+        raise InputDataError(f"case {rec.case}: its manifest record has no scan geometry (not cut from a raw scan), so it cannot be mapped back")
     zyx = np.moveaxis(pred, 0, SLICE_AXES[slice_axis])
-    resampled = record["resampled_geometry"]
-    full = uncrop(zyx, record["crop_start_zyx"], list(reversed(resampled["size"])), fill=0)
+    resampled = rec.resampled_geometry
+    full = uncrop(zyx, rec.crop_start_zyx, list(reversed(resampled["size"])), fill=0)
     on_resampled = sitk.GetImageFromArray(full)
     ref = reference_image(resampled)
     on_resampled.CopyInformation(ref)
-    return resample_like(on_resampled, reference_image(record["original_geometry"]), "nearest", 0, sitk.sitkUInt8)
+    return resample_like(on_resampled, reference_image(rec.original_geometry), "nearest", 0, sitk.sitkUInt8)

@@ -1,11 +1,12 @@
-"""Registry of training methods by name; a new method is a module that registers itself here."""
+"""Registry of segmentation methods by name: every module of this package (or of an installed
+distribution's `xmodseg.methods` entry points) that registers itself with `register`."""
 
 from __future__ import annotations
 
 from xmodseg.methods.base import DataNeeds, SegmentationMethod, TrainData
 from xmodseg.plugins import Registry
 
-METHODS: Registry[SegmentationMethod] = Registry("method", ["xmodseg.methods.supervised", "xmodseg.methods.sifa"])
+METHODS: Registry[SegmentationMethod] = Registry("method", "xmodseg.methods", "xmodseg.methods")
 register = METHODS.register
 get_method = METHODS.get
 available_methods = METHODS.names

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from xmodseg.training.trainable import DataNeeds, Trainable, TrainData, set_requires_grad
+from xmodseg.training.trainable import DataNeeds, InputSpec, Trainable, TrainData, set_requires_grad
 
-__all__ = ["DataNeeds", "SegmentationMethod", "TrainData", "set_requires_grad"]
+__all__ = ["DataNeeds", "InputSpec", "SegmentationMethod", "TrainData", "set_requires_grad"]
 
 
 class SegmentationMethod(Trainable):

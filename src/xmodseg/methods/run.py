@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from xmodseg.errors import ConfigError
-from xmodseg.hashing import sha256_file
 from xmodseg.methods import get_method
 from xmodseg.preprocess.pipeline import load_manifest
-from xmodseg.slices import training_slices
-from xmodseg.training.fit import cache_ids, data_record, fit_method, write_model
-from xmodseg.training.trainable import TrainData
+from xmodseg.training.budget import LabelBudget, load_train_data
+from xmodseg.training.fit import fit_method, write_model
+from xmodseg.training.inputs import resolve_inputs
 
 
 def train_experiment(
@@ -27,38 +25,36 @@ def train_experiment(
     checkpoint_dir: str | os.PathLike[str],
     log_path: str | os.PathLike[str],
     stop_at: int | None = None,
-    warm_start: str | os.PathLike[str] | None = None,
+    inputs: Mapping[str, str | os.PathLike[str]] | None = None,
+    labels: Mapping[str, Any] | None = None,
+    assistant_cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Returns the sidecar written next to the model (`<model>.json`). `warm_start` (a translator's
-    model.pt) is handed to the method as `params["warm_start"]`; its hash joins the resume hash."""
+    """Returns the sidecar written next to the model (`<model>.json`).
+
+    `inputs` (role -> path) must match the method's declared `inputs`; each file's sha256 joins the
+    resume hash and the sidecar. `labels` is the experiment's label budget block (`{}`: the method's
+    default); the drawn labelled cases are recorded in the sidecar's `labels`."""
     cls = get_method(method_name)
     cls.check_params(params, f"train parameters of method {method_name}")  # before any data is read
-    data_ids = cache_ids(source_cache, target_cache)
-    warm: dict[str, Any] = {}
-    if warm_start is not None:
-        if "warm_start" not in cls.internal_params:
-            raise ConfigError(f"--warm-start: method {method_name} takes no warm start (sifa does)")
-        if not Path(warm_start).is_file():
-            raise ConfigError(f"warm start model {warm_start} does not exist")
-        data_ids["warm_start"] = sha256_file(warm_start)
-        warm = {"warm_start": str(warm_start)}
-    needs = cls.needs
-    source = training_slices(source_cache, with_labels=needs.source_labels) if needs.source_images else None
-    target = training_slices(target_cache, with_labels=needs.target_labels) if needs.target_images else None
-    class_names = load_manifest(target_cache)["class_names"]
-    if load_manifest(source_cache)["class_names"] != class_names:
-        raise ConfigError(f"{source_cache} and {target_cache} have different class names")
+    budget = LabelBudget.from_block(labels, cls.needs, method_name)
+    resolved = resolve_inputs(cls, inputs, "--input")
+    loaded = load_train_data(cls.needs, budget, source_cache=source_cache, target_cache=target_cache, assistant_cache=assistant_cache)
+    class_names = load_manifest(target_cache).class_names
+    for other in (source_cache, assistant_cache):
+        if other is not None and load_manifest(other).class_names != class_names:
+            raise ConfigError(f"{other} and {target_cache} have different class names")
     trained = fit_method(
         cls,
         name=method_name,
-        params={**params, **warm},
+        params=params,
         seed=seed,
-        data=TrainData(source=source, target=target),
-        data_ids=data_ids,
+        data=loaded.data,
+        data_ids=loaded.data_ids,
         num_classes=len(class_names),
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,
         stop_at=stop_at,
+        inputs=resolved,
     )
     return write_model(
         model_path,
@@ -69,11 +65,8 @@ def train_experiment(
             "seed": int(seed),
             "params": dict(params),
             "selection": "last iteration (no target labels used for model selection)",
-            "warm_start": {"model": str(warm_start), "sha256": data_ids["warm_start"]} if warm_start else None,
-            "uses_target_labels_for_training": needs.target_labels,
-            "data": {
-                "source": data_record(source_cache, source, needs.source_labels),
-                "target": data_record(target_cache, target, needs.target_labels),
-            },
+            "uses_target_labels_for_training": budget.target != "none",
+            "labels": loaded.labels,
+            "data": loaded.records,
         },
     )

@@ -8,7 +8,7 @@ x_ts towards x_sts, both through the shared encoder.
 
 One iteration updates, in the official code's order, each with a fresh forward pass on the
 current weights (as each `sess.run` does): G_t -> D_t -> (E, C_1, C_2) -> U -> D_s (main + aux)
--> D_p1 -> D_p2. LSGAN objectives; weights as published (table in `DEFAULTS`); Adam lr 2e-4,
+-> D_p1 -> D_p2. LSGAN objectives; weights as published (`SifaParams`); Adam lr 2e-4,
 beta1 0.5 on the GAN side, (0.9, 0.999) for the segmenter; pools of 50 *batches*.
 
 Ablation switches (`align_predictions`, `align_image_features`) re-create the paper's rows:
@@ -16,8 +16,9 @@ image adaptation only (both off: E learns from segmentation alone, U still close
 detached features), + prediction-space alignment, and the full model (both on, the default).
 `deep_supervision: false` gives SIFA v1's single classifier.
 
-Warm start: `warm_start` (a CycleGAN translator's model.pt) initialises G_t with its source ->
-target generator and reuses its intensity ranges; G_t's architecture then comes from that file.
+Warm start: the declared input `warm_start` (a CycleGAN translator's model.pt; the experiment's
+`inputs: {warm_start: <translator>}`) initialises G_t with its source -> target generator and
+reuses its intensity ranges; G_t's architecture then comes from that file.
 
 Intensities (`intensity`): on the SIFA release the caches already hold SIFA's fixed-constant
 [-1, 1] mapping and are used as they are (`sifa_fixed`); on our own caches each domain is mapped
@@ -29,6 +30,8 @@ fp32 (`amp: "off"`), as the official code does.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -37,7 +40,7 @@ from torch import nn
 
 from xmodseg.errors import ConfigError, InputDataError
 from xmodseg.methods import register
-from xmodseg.methods.base import DataNeeds, SegmentationMethod, TrainData, set_requires_grad
+from xmodseg.methods.base import DataNeeds, InputSpec, SegmentationMethod, TrainData, set_requires_grad
 from xmodseg.methods.sifa_losses import l2_weight_decay, segmentation_loss
 from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
@@ -46,43 +49,46 @@ from xmodseg.nn.sifa import SifaDecoder, SifaSegmenter, scaled
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
 from xmodseg.training.intensity import MODES, UnitRange, unit_range_for
+from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 
-DEFAULTS: dict[str, Any] = {
+
+@dataclass(frozen=True, kw_only=True)
+class SifaParams(TrainParams):
+    """SIFA's `train` keys (v2 weights as published)."""
+
     # scale
-    "width": 1.0,  # multiplies every channel count (paper: 1.0)
-    "downsamplings": 3,  # encoder poolings (paper: 3, output stride 8)
-    "image_size": None,  # [H, W] the networks run at; slices are resized to it (None: cache size)
-    "generator": None,  # G_t {ngf, n_blocks, skip}; None: {32 x width, 9, true} as the paper
-    "decoder_skip": True,  # U outputs tanh(x + out)
-    "decoder_dropout": 0.25,  # U's residual blocks, always on (official code: keep rate 0.75); 0 = off
-    "ndf": None,  # discriminator width; None: 64 x width
-    "d_layers": 3,
+    width: float = field(default=1.0, metadata=doc("multiplies every channel count (paper: 1.0)"))
+    downsamplings: int = field(default=3, metadata=doc("encoder poolings (paper: 3, output stride 8)"))
+    image_size: list[int] | None = field(default=None, metadata=doc("[H, W] the networks run at; slices are resized to it (None: cache size)"))
+    generator: dict[str, Any] | None = field(default=None, metadata=doc("G_t {ngf, n_blocks, skip}; None: {32 x width, 9, true} as the paper"))
+    decoder_skip: bool = field(default=True, metadata=doc("U outputs tanh(x + out)"))
+    decoder_dropout: float = field(default=0.25, metadata=doc("U's residual blocks, always on (official code: keep rate 0.75); 0 = off"))
+    ndf: int | None = field(default=None, metadata=doc("discriminator width; None: 64 x width"))
+    d_layers: int = field(default=3, metadata=doc("discriminator layers"))
     # optimisation
-    "batch_size": 8,  # source and target slices per iteration
-    "lr": 2e-4,  # every module, constant (v2)
-    "lr_seg": None,  # E + C_1 + C_2 only; None: `lr` (v2). v1 used 1e-3 for the segmentation part
-    "beta1": 0.5,  # GAN-side Adam; the segmenter uses (0.9, 0.999)
-    "lr_schedule": "constant",  # v2; "linear" decays to 0 from decay_start x iterations (v1 code's option)
-    "decay_start": 0.5,
-    "pool_size": 50,  # batches
+    batch_size: int = field(default=8, metadata=doc("source and target slices per iteration"))
+    lr: float = field(default=2e-4, metadata=doc("every module, constant (v2)"))
+    lr_seg: float | None = field(default=None, metadata=doc("E + C_1 + C_2 only; None: `lr` (v2). v1 used 1e-3 for the segmentation part"))
+    beta1: float = field(default=0.5, metadata=doc("GAN-side Adam; the segmenter uses (0.9, 0.999)"))
+    lr_schedule: str = field(default="constant", metadata=doc('v2; "linear" decays to 0 from decay_start x iterations (v1 code\'s option)'))
+    decay_start: float = field(default=0.5, metadata=doc("linear schedule: fraction of the iterations before the decay"))
+    pool_size: int = field(default=50, metadata=doc("image pools, in batches"))
     # objective (v2 weights)
-    "lambda_cycle": 10.0,  # G_t and U: 10 |x_sts - x_s| + 10 |x_tst - x_t| + GAN
-    "lambda_encoder_image": 0.1,  # E sees 0.1 x U's objective (so the cycle reaches E with weight 1)
-    "lambda_seg_aux": 0.1,  # C_2's segmentation loss
-    "lambda_adv_p1": 0.1,
-    "lambda_adv_p2": 0.01,
-    "lambda_adv_aux": 0.1,  # D_s's auxiliary head, as seen by E
-    "weight_decay": 1e-4,  # x 1/2 sum w^2 over E, C_1, C_2
+    lambda_cycle: float = field(default=10.0, metadata=doc("G_t and U: 10 |x_sts - x_s| + 10 |x_tst - x_t| + GAN"))
+    lambda_encoder_image: float = field(default=0.1, metadata=doc("E sees 0.1 x U's objective (so the cycle reaches E with weight 1)"))
+    lambda_seg_aux: float = field(default=0.1, metadata=doc("C_2's segmentation loss"))
+    lambda_adv_p1: float = field(default=0.1, metadata=doc("D_p1 as seen by E"))
+    lambda_adv_p2: float = field(default=0.01, metadata=doc("D_p2 as seen by E"))
+    lambda_adv_aux: float = field(default=0.1, metadata=doc("D_s's auxiliary head, as seen by E"))
+    weight_decay: float = field(default=1e-4, metadata=doc("x 1/2 sum w^2 over E, C_1, C_2"))
     # ablation rows
-    "align_predictions": True,
-    "align_image_features": True,
-    "deep_supervision": True,
-    "warm_start": None,
+    align_predictions: bool = field(default=True, metadata=doc("D_p1 / D_p2: prediction-space alignment"))
+    align_image_features: bool = field(default=True, metadata=doc("D_s's auxiliary head and the cycle through E"))
+    deep_supervision: bool = field(default=True, metadata=doc("C_2 and D_p2; false = SIFA v1"))
     # intensities: auto = sifa_fixed on the SIFA release (its constants, no refit, no clamp),
     # percentile (0.5/99.5 of the training slices, clamped) on our own caches
-    "intensity": "auto",
-}
+    intensity: str = field(default="auto", metadata=doc(f"one of {list(MODES)}"))
 
 
 def _resized(images: torch.Tensor, labels: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -98,63 +104,68 @@ def _resized(images: torch.Tensor, labels: torch.Tensor | None, size: tuple[int,
 class Sifa(SegmentationMethod):
     name: ClassVar[str] = "sifa"
     needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True, target_images=True)
+    params_type: ClassVar[type[TrainParams]] = SifaParams
+    params: SifaParams
+    # The experiment's `inputs: {warm_start: <cyclegan translator>}` (the job's --input warm_start=PATH);
+    # its sha256 joins the resume hash under "warm_start". A path in the train block would not.
+    inputs: ClassVar[Mapping[str, InputSpec]] = {
+        "warm_start": InputSpec(
+            "translator_model",
+            optional=True,
+            description="a CycleGAN translator's model.pt: G_t starts from its source -> target generator and its intensity ranges",
+            translator_kinds=("cyclegan",),
+        )
+    }
 
-    # warm_start comes from the experiment's `warm_start` (--warm-start), whose sha256 joins the resume
-    # hash; a path written into the train block would not, so it is not a train key.
-    param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) - {"warm_start"}
-    internal_params: ClassVar[frozenset[str]] = frozenset({"seed", "warm_start"})
-
-    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        super().__init__({**DEFAULTS, **params}, num_classes, precision)
+    def __init__(self, params: Mapping[str, Any] | TrainParams, num_classes: int, precision: Precision, *, inputs: Mapping[str, Path] | None = None) -> None:
+        super().__init__(params, num_classes, precision, inputs=inputs)
         p = self.params
-        if p["intensity"] not in MODES:
-            raise ConfigError(f"sifa: intensity '{p['intensity']}' is not one of {list(MODES)}")
-        w = float(p["width"])
+        if p.intensity not in MODES:
+            raise ConfigError(f"sifa: intensity '{p.intensity}' is not one of {list(MODES)}")
+        w = p.width
         self.warm_ranges: dict[str, UnitRange] | None = None
         self.g_t = self._generator(p, w).to(self.device)
-        self.seg = SifaSegmenter(
-            num_classes, w, int(p["downsamplings"]), bool(p["deep_supervision"]), p["image_size"]
-        ).to(self.device)
-        self.dec = SifaDecoder(w, int(p["downsamplings"]), bool(p["decoder_skip"]), float(p["decoder_dropout"])).to(self.device)
-        ndf = int(p["ndf"] or scaled(64, w))
-        layers = int(p["d_layers"])
+        self.seg = SifaSegmenter(num_classes, w, p.downsamplings, p.deep_supervision, p.image_size).to(self.device)
+        self.dec = SifaDecoder(w, p.downsamplings, p.decoder_skip, p.decoder_dropout).to(self.device)
+        ndf = int(p.ndf or scaled(64, w))
+        layers = p.d_layers
         self.d_t = PatchDiscriminator(ndf, layers).to(self.device)
         self.d_s = PatchDiscriminator(ndf, layers, out_channels=2).to(self.device)  # main + auxiliary head
-        align_p = bool(p["align_predictions"])
+        align_p = p.align_predictions
         self.d_p1 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p else None
-        self.d_p2 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p and p["deep_supervision"] else None
-        lr, gan_betas = float(p["lr"]), (float(p["beta1"]), 0.999)
+        self.d_p2 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p and p.deep_supervision else None
+        lr, gan_betas = p.lr, (p.beta1, 0.999)
         self.opts: dict[str, torch.optim.Optimizer] = {
             "g_t": torch.optim.Adam(self.g_t.parameters(), lr=lr, betas=gan_betas),
             "d_t": torch.optim.Adam(self.d_t.parameters(), lr=lr, betas=gan_betas),
-            "seg": torch.optim.Adam(self.seg.parameters(), lr=float(p["lr_seg"] or lr), betas=(0.9, 0.999)),
+            "seg": torch.optim.Adam(self.seg.parameters(), lr=float(p.lr_seg or lr), betas=(0.9, 0.999)),
             "dec": torch.optim.Adam(self.dec.parameters(), lr=lr, betas=gan_betas),
             "d_s": torch.optim.Adam(self.d_s.parameters(), lr=lr, betas=gan_betas),
         }
         for name, disc in (("d_p1", self.d_p1), ("d_p2", self.d_p2)):
             if disc is not None:
                 self.opts[name] = torch.optim.Adam(disc.parameters(), lr=lr, betas=gan_betas)
-        iters = int(p["iterations"])
-        self.scheds = {k: make_schedule(o, str(p["lr_schedule"]), iters, float(p["decay_start"])) for k, o in self.opts.items()}
-        seed = int(p.get("seed", 0))
-        self.pool_st = ImagePool(int(p["pool_size"]), seed + 1, whole_batches=True)  # feeds D_t
-        self.pool_ts = ImagePool(int(p["pool_size"]), seed + 2, whole_batches=True)  # feeds D_s (both heads)
-        self.batch_size = int(p["batch_size"])
+        self.scheds = {k: make_schedule(o, p.lr_schedule, p.iterations, p.decay_start) for k, o in self.opts.items()}
+        seed = p.seed if p.seed is not None else 0
+        self.pool_st = ImagePool(p.pool_size, seed + 1, whole_batches=True)  # feeds D_t
+        self.pool_ts = ImagePool(p.pool_size, seed + 2, whole_batches=True)  # feeds D_s (both heads)
+        self.batch_size = p.batch_size
 
-    def _generator(self, p: Mapping[str, Any], width: float) -> ResnetGenerator:
-        if p["warm_start"]:
+    def _generator(self, p: SifaParams, width: float) -> ResnetGenerator:
+        warm = self.input_paths.get("warm_start")
+        if warm is not None:
             try:
-                payload = torch.load(str(p["warm_start"]), map_location="cpu", weights_only=True)
+                payload = torch.load(str(warm), map_location="cpu", weights_only=True)
             except Exception as exc:  # truncated or not plain tensors: name the file instead of a torch traceback
-                raise InputDataError(f"sifa warm_start: {p['warm_start']} is unreadable ({type(exc).__name__}); rerun its translate job") from exc
+                raise InputDataError(f"sifa warm_start: {warm} is unreadable ({type(exc).__name__}); rerun its translate job") from exc
             arch = payload.get("architecture", {}) if isinstance(payload, dict) else {}
             if arch.get("kind") != "resnet_generator" or "intensity_ranges" not in payload:
-                raise ConfigError(f"sifa warm_start: {p['warm_start']} is not a CycleGAN translator model (architecture {arch.get('kind')!r})")
+                raise ConfigError(f"sifa warm_start: {warm} is not a CycleGAN translator model (architecture {arch.get('kind')!r})")
             g = ResnetGenerator(**arch["kwargs"])
             g.load_state_dict(payload["state_dict"])
             self.warm_ranges = {k: UnitRange.from_dict(v) for k, v in payload["intensity_ranges"].items()}
             return g
-        gen = {"ngf": scaled(32, width), "n_blocks": 9, "skip": True, **(p["generator"] or {})}
+        gen = {"ngf": scaled(32, width), "n_blocks": 9, "skip": True, **(p.generator or {})}
         return ResnetGenerator(**gen)
 
     # -- data -------------------------------------------------------------------------------
@@ -162,7 +173,7 @@ class Sifa(SegmentationMethod):
         """Map both domains to [-1, 1] (`intensity` mode, or the warm start's ranges) and to
         `image_size`; the target range and mode are stored in the segmenter for inference."""
         assert data.source is not None and data.target is not None
-        mode = str(self.params["intensity"])
+        mode = self.params.intensity
         ranges = self.warm_ranges or {
             "source": unit_range_for(data.source.images, data.source.intensity_space, mode, "source"),
             "target": unit_range_for(data.target.images, data.target.intensity_space, mode, "target"),
@@ -171,8 +182,8 @@ class Sifa(SegmentationMethod):
         t = ranges["target"]
         self.seg.intensity_range.copy_(torch.tensor([t.low, t.high]))
         self.seg.intensity_mode = t.mode
-        size = tuple(int(s) for s in (self.params["image_size"] or data.source.images.shape[-2:]))
-        step = max(4, 2 ** int(self.params["downsamplings"]))
+        size = tuple(int(s) for s in (self.params.image_size or data.source.images.shape[-2:]))
+        step = max(4, 2 ** self.params.downsamplings)
         if len(size) != 2 or any(s % step for s in size) or tuple(data.target.images.shape[-2:]) != tuple(data.source.images.shape[-2:]):
             raise ConfigError(
                 f"sifa: image size {list(size)} must be two sides divisible by {step} (image_size, or the caches' crop_size), "
@@ -180,7 +191,7 @@ class Sifa(SegmentationMethod):
             )
         out = []
         for s, r in ((data.source, ranges["source"]), (data.target, ranges["target"])):
-            images, labels = _resized(r.to_unit(s.images), s.labels, size)  # type: ignore[arg-type]
+            images, labels = _resized(r.to_unit(s.images), s.labels, size)
             out.append(SliceSet(images, labels, s.cases, s.modality, s.intensity_space))
         return TrainData(source=out[0], target=out[1])
 
@@ -208,10 +219,10 @@ class Sifa(SegmentationMethod):
         low, high = (float(v) for v in self.seg.intensity_range.tolist())
         kwargs = {
             "num_classes": self.num_classes,
-            "width": float(p["width"]),
-            "downsamplings": int(p["downsamplings"]),
-            "deep_supervision": bool(p["deep_supervision"]),
-            "image_size": list(p["image_size"]) if p["image_size"] else None,
+            "width": p.width,
+            "downsamplings": p.downsamplings,
+            "deep_supervision": p.deep_supervision,
+            "image_size": list(p.image_size) if p.image_size else None,
             "intensity_range": [low, high],
             "intensity_mode": self.seg.intensity_mode,
         }
@@ -224,7 +235,7 @@ class Sifa(SegmentationMethod):
         return {
             "intensity": {k: r.to_dict() for k, r in ranges.items()},
             "intensity_from_warm_start": self.warm_ranges is not None,
-            "decoder_dropout": float(self.params["decoder_dropout"]),
+            "decoder_dropout": self.params.decoder_dropout,
             "precision": str(self.precision.dtype) if self.precision.dtype else "fp32",
         }
 
@@ -247,7 +258,7 @@ class Sifa(SegmentationMethod):
         x_t = data.target.sample(self.batch_size, sampler)[0]
         assert y_s is not None
         x_s, y_s, x_t = x_s.to(self.device), y_s.to(self.device), x_t.to(self.device)
-        lam_cyc = float(p["lambda_cycle"])
+        lam_cyc = p.lambda_cycle
         t: dict[str, torch.Tensor] = {}
 
         # 1. G_t: cycle (both ways, through the frozen E, U) + target-domain GAN
@@ -275,14 +286,14 @@ class Sifa(SegmentationMethod):
                 x_st = self.g_t(x_s)
             f_st, main_st, aux_st = self.seg.logits(x_st)
             t["seg_main"] = segmentation_loss(main_st, y_s)
-            t["weight_decay"] = float(p["weight_decay"]) * l2_weight_decay([self.seg])
+            t["weight_decay"] = p.weight_decay * l2_weight_decay([self.seg])
             total = t["seg_main"] + t["weight_decay"]
             if aux_st is not None:
                 t["seg_aux"] = segmentation_loss(aux_st, y_s)
-                total = total + float(p["lambda_seg_aux"]) * t["seg_aux"]
-            if p["align_image_features"] or p["align_predictions"]:
+                total = total + p.lambda_seg_aux * t["seg_aux"]
+            if p.align_image_features or p.align_predictions:
                 f_t, main_t, aux_t = self.seg.logits(x_t)
-            if p["align_image_features"]:
+            if p.align_image_features:
                 x_ts = self.dec(f_t, x_t)
                 scores = self.d_s(x_ts)
                 t["e_cycle_s"] = l1(self.dec(f_st, x_st), x_s)
@@ -290,13 +301,13 @@ class Sifa(SegmentationMethod):
                 t["e_adv_s"] = lsgan_generator(scores[:, :1])
                 t["e_adv_aux"] = lsgan_generator(scores[:, 1:])
                 decoder_objective = lam_cyc * (t["e_cycle_s"] + t["e_cycle_t"]) + t["e_adv_s"]
-                total = total + float(p["lambda_encoder_image"]) * decoder_objective + float(p["lambda_adv_aux"]) * t["e_adv_aux"]
+                total = total + p.lambda_encoder_image * decoder_objective + p.lambda_adv_aux * t["e_adv_aux"]
             if self.d_p1 is not None:
                 t["e_adv_p1"] = lsgan_generator(self.d_p1(main_t))
-                total = total + float(p["lambda_adv_p1"]) * t["e_adv_p1"]
+                total = total + p.lambda_adv_p1 * t["e_adv_p1"]
                 if self.d_p2 is not None and aux_t is not None:
                     t["e_adv_p2"] = lsgan_generator(self.d_p2(aux_t))
-                    total = total + float(p["lambda_adv_p2"]) * t["e_adv_p2"]
+                    total = total + p.lambda_adv_p2 * t["e_adv_p2"]
             t["seg_total"] = total
         self._step("seg", total)
 
@@ -320,7 +331,7 @@ class Sifa(SegmentationMethod):
             fake = self.d_s(self.pool_ts.query(x_ts.detach()))
             t["d_s_main"] = lsgan_discriminator(self.d_s(x_s)[:, :1], fake[:, :1])
             d_s_total = t["d_s_main"]
-            if p["align_image_features"]:
+            if p.align_image_features:
                 t["d_s_aux"] = lsgan_discriminator(self.d_s(x_sts.detach())[:, 1:], fake[:, 1:])
                 d_s_total = d_s_total + t["d_s_aux"]
         self._step("d_s", d_s_total)

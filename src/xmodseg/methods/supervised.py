@@ -8,6 +8,8 @@ Later baselines (translate_then_segment) reuse this module on translated source 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -19,29 +21,38 @@ from xmodseg.nn import networks
 from xmodseg.nn.ignore_label import DiceCE
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
+from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 
 DEFAULT_NETWORK: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}
 
 
+@dataclass(frozen=True, kw_only=True)
+class SupervisedParams(TrainParams):
+    lr: float = field(default=1e-3, metadata=doc("Adam learning rate"))
+    weight_decay: float = field(default=1e-5, metadata=doc("Adam weight decay"))
+    batch_size: int = field(default=8, metadata=doc("labelled slices per iteration"))
+    lr_schedule: str = field(default="constant", metadata=doc("constant | linear | poly (xmodseg.training.schedules)"))
+    decay_start: float = field(default=0.5, metadata=doc("linear schedule: fraction of the iterations before the decay"))
+    network: dict[str, Any] = field(default_factory=dict, metadata=doc(f"MONAI UNet arguments over {DEFAULT_NETWORK}"))
+
+
 class SupervisedSegmentation(SegmentationMethod):
     """A segmenter trained on one labelled slice set (chosen by `labelled_set`)."""
 
-    param_names: ClassVar[frozenset[str]] = frozenset({"lr", "weight_decay", "batch_size", "lr_schedule", "decay_start", "network"})
+    params_type: ClassVar[type[TrainParams]] = SupervisedParams
+    params: SupervisedParams
 
-    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        super().__init__(params, num_classes, precision)
-        net_kwargs = {**DEFAULT_NETWORK, **self.params.get("network", {}), "num_classes": num_classes}
+    def __init__(self, params: Mapping[str, Any] | TrainParams, num_classes: int, precision: Precision, *, inputs: Mapping[str, Path] | None = None) -> None:
+        super().__init__(params, num_classes, precision, inputs=inputs)
+        p = self.params
+        net_kwargs = {**DEFAULT_NETWORK, **p.network, "num_classes": num_classes}
         self._arch = {"kind": "monai_unet", "kwargs": net_kwargs}
         self.net = networks.build(self._arch).to(self.device)
-        self.opt = torch.optim.Adam(
-            self.net.parameters(), lr=float(self.params.get("lr", 1e-3)), weight_decay=float(self.params.get("weight_decay", 1e-5))
-        )
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         self.loss = DiceCE()  # MONAI DiceCELoss; IGNORE_INDEX pixels excluded
-        self.batch_size = int(self.params.get("batch_size", 8))
-        self.sched = make_schedule(
-            self.opt, str(self.params.get("lr_schedule", "constant")), int(self.params["iterations"]), float(self.params.get("decay_start", 0.5))
-        )
+        self.batch_size = p.batch_size
+        self.sched = make_schedule(self.opt, p.lr_schedule, p.iterations, p.decay_start)
 
     def labelled_set(self, data: TrainData) -> SliceSet:
         raise NotImplementedError
@@ -104,6 +115,7 @@ class TranslateThenSegment(SupervisedSegmentation):
 
     name: ClassVar[str] = "translate_then_segment"
     needs: ClassVar[DataNeeds] = DataNeeds(source_labels=True)
+    translated_source: ClassVar[bool] = True
 
     def labelled_set(self, data: TrainData) -> SliceSet:
         assert data.source is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,7 +10,12 @@ import torch
 from monai.networks.nets import UNet
 from torch import nn
 
+from xmodseg.artifacts.model_file import Architecture, ModelFile
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+# Modules of this package that define inference networks; a method that brings its own network
+# registers it with `architecture` in its module, imported by the method registry.
+_NETWORK_MODULES = ("xmodseg.nn.layers", "xmodseg.nn.sifa", "xmodseg.nn.disentangled")
 
 
 def architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -43,24 +49,29 @@ def monai_unet(
     )
 
 
-def build(spec: Mapping[str, Any]) -> nn.Module:
-    """`spec` = {"kind": name, "kwargs": {...}} as stored in model files."""
-    kind = spec["kind"]
-    if kind not in ARCHITECTURES:
-        from xmodseg.methods import available_methods
-        from xmodseg.translation.registry import available_translators
-
-        available_methods()  # method and translator modules register their inference networks on import
-        available_translators()
+def build(spec: Architecture | Mapping[str, Any]) -> nn.Module:
+    """`spec`: a model file's architecture ({"kind": name, "kwargs": {...}})."""
+    if not isinstance(spec, Architecture):
+        spec = Architecture(spec["kind"], spec["kwargs"])
+    kind = spec.kind
+    if kind not in ARCHITECTURES:  # the other network modules register themselves on import
+        for module in _NETWORK_MODULES:
+            importlib.import_module(module)
     if kind not in ARCHITECTURES:
         raise KeyError(f"unknown architecture '{kind}' (known: {sorted(ARCHITECTURES)})")
-    return ARCHITECTURES[kind](**spec["kwargs"])
+    return ARCHITECTURES[kind](**spec.kwargs)
 
 
-def load_model(path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a saved inference network in eval mode; returns it with the stored metadata."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs on load
-    net = build(payload["architecture"])
-    net.load_state_dict(payload["state_dict"])
+def network(model: ModelFile, device: torch.device | str = "cpu") -> nn.Module:
+    """The inference network of a model file, with its weights, on `device`, in eval mode."""
+    net = build(model.architecture)
+    net.load_state_dict(model.state_dict)
     net.to(device).eval()
-    return net, {k: v for k, v in payload.items() if k != "state_dict"}
+    return net
+
+
+def load_model(path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelFile]:
+    """Rebuild a saved inference network in eval mode; returns it with its model file (read on the
+    CPU with tensors and plain data only: no code runs on load)."""
+    model = ModelFile.load(path)
+    return network(model, device), model

@@ -175,6 +175,8 @@ class SifaSegmenter(nn.Module):
     """E + C_1 (+ C_2). `forward` takes cached intensities (what evaluation feeds every model);
     `logits` takes images already in [-1, 1] (what the training loop feeds)."""
 
+    intensity_range: torch.Tensor  # a buffer (typed here: Module.__getattr__ cannot say it is a tensor)
+
     def __init__(
         self,
         num_classes: int,

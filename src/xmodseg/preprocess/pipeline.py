@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from xmodseg.artifacts.cache import CACHE_FORMAT, MANIFEST, CacheManifest, CaseRecord
 from xmodseg.atomic import atomic_dir, save_npy, write_json
 from xmodseg.errors import ConfigError, InputDataError
 from xmodseg.hashing import sha256_file, sha256_json
@@ -42,9 +43,7 @@ from xmodseg.registry import DatasetSpec, assert_no_test_cases
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 NORM_STATS = "norm_stats.json"
-CACHE_FORMAT = 1
 IN_PLANE_MODES = ("fixed_spacing", "whole_slice")
 
 
@@ -67,7 +66,8 @@ class PreprocessConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"preprocess: unknown keys {unknown}")
-        cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        cfg = cls(**kwargs)
         if cfg.slice_axis not in SLICE_AXES:
             raise ConfigError(f"preprocess.slice_axis: '{cfg.slice_axis}' is not one of {sorted(SLICE_AXES)}")
         if cfg.interpolator not in ("linear", "bspline"):
@@ -114,12 +114,13 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
     label_idx = sitk.GetImageFromArray(indices)
     label_idx.CopyInformation(label)
     res_img, res_lab = resample_pair(image, label_idx, cfg.spacing, cfg.interpolator, fit=fit)
+    assert res_lab is not None  # a label went in, so one comes out
     img_arr = sitk.GetArrayFromImage(res_img)
     lab_arr = sitk.GetArrayFromImage(res_lab)
     start, extent = crop_box(img_arr, axis, cfg.crop_size, whole_in_plane=whole)
     cropped_label = crop_pad(lab_arr, start, extent, 0)
     spacing_zyx = list(reversed(res_img.GetSpacing()))
-    record = {
+    record: dict[str, Any] = {
         "case": case,
         "split": spec.modality(modality).split_of(case),
         "source_image": str(img_path),
@@ -189,48 +190,50 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
     with atomic_dir(out) as tmp:
         records = [_write_case(tmp, c, stats, cfg, axis) for c in cases]
         spacing_zyx = list(reversed(cfg.spacing))
-        manifest = {
-            "format": CACHE_FORMAT,
-            "dataset": spec.name,
-            "modality": modality,
-            "kind": mod.kind,
-            "class_names": list(spec.labels.class_names),
-            "slice_axis": cfg.slice_axis,
+        manifest = CacheManifest(
+            format=CACHE_FORMAT,
+            dataset=spec.name,
+            modality=modality,
+            kind=mod.kind,
+            class_names=list(spec.labels.class_names),
+            slice_axis=cfg.slice_axis,
             # whole_slice: the in-plane spacing differs per case (each record's `slice_spacing`)
-            **({"slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis]} if cfg.in_plane == "fixed_spacing" else {}),
-            "intensity_space": "zscore",
-            "preprocess": cfg.to_dict(),
-            "norm_stats_sha256": sha256_json(stats.to_dict()),
-            "cases": records,
-        }
+            slice_spacing=[spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis] if cfg.in_plane == "fixed_spacing" else None,
+            intensity_space="zscore",
+            preprocess=cfg.to_dict(),
+            norm_stats_sha256=sha256_json(stats.to_dict()),
+            cases=records,
+        )
         write_json(tmp / NORM_STATS, stats.to_dict())
-        write_json(tmp / MANIFEST, manifest)
+        manifest.save(tmp / MANIFEST)
     log.info("preprocessed %d %s cases into %s", len(records), modality, out)
     return out
 
 
-def _write_case(folder: Path, c: _Case, stats: NormStats, cfg: PreprocessConfig, axis: int) -> dict[str, Any]:
+def _write_case(folder: Path, c: _Case, stats: NormStats, cfg: PreprocessConfig, axis: int) -> CaseRecord:
     image = np.ascontiguousarray(np.moveaxis(apply_stats(c.image, stats, ct_window=cfg.ct_window), axis, 0))
     label = np.ascontiguousarray(np.moveaxis(c.label, axis, 0))
     img_name, lab_name = f"{c.case}_image.npy", f"{c.case}_label.npy"
     save_npy(folder / img_name, image)
     save_npy(folder / lab_name, label)
-    return {
+    return CaseRecord(
         **c.record,
-        "image": img_name,
-        "label": lab_name,
-        "shape": list(image.shape),
-        "image_sha256": sha256_file(folder / img_name),
-        "label_sha256": sha256_file(folder / lab_name),
-        "classes_present": sorted(int(v) for v in np.unique(label)),
-    }
+        image=img_name,
+        label=lab_name,
+        shape=list(image.shape),
+        image_sha256=sha256_file(folder / img_name),
+        label_sha256=sha256_file(folder / lab_name),
+        classes_present=sorted(int(v) for v in np.unique(label)),
+    )
 
 
-def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def load_manifest(cache_dir: str | os.PathLike[str]) -> CacheManifest:
+    """The manifest of the cache folder `cache_dir` (a missing folder is a configuration error:
+    the stage that writes it has not run)."""
     path = Path(cache_dir) / MANIFEST
     if not path.is_file():
         raise ConfigError(f"{path}: no preprocessing manifest (run the preprocess stage first)")
-    return json.loads(path.read_text())
+    return CacheManifest.load(path)
 
 
 def load_stats(cache_dir: str | os.PathLike[str]) -> NormStats:

@@ -4,8 +4,10 @@ For each per-seed metrics file behind a reported number the chain is:
 
 - data: the target cache manifest and the caches the model trained on have the recorded sha256,
   and every cached array and raw scan they list still has its recorded sha256;
-- model: model.pt has the sha256 recorded by evaluation and by its sidecar (and a warm-start
-  translator, if any, still has its recorded sha256);
+- model: model.pt has the sha256 recorded by evaluation and by its sidecar;
+- inputs: every input the method declared and the sidecar records (a translator's model, another
+  experiment's model, a translated cache: `inputs: {role: {path, sha256}}`) still has its recorded
+  sha256 (a folder: its manifest, and the files the manifest lists);
 - predictions: every stored prediction (scan grid and preprocessed grid) has its recorded sha256;
 - value: Dice/ASSD recomputed from the stored predictions and ground truth with the evaluation's
   own function (so the SIFA-compatible numbers with medpy 0.4's definitions, evaluate.PROTOCOL)
@@ -13,7 +15,8 @@ For each per-seed metrics file behind a reported number the chain is:
   experiment's metrics file, summary.csv and summary.md as written. This is the only link that
   catches a wrong number whose files were all re-hashed consistently (tests/test_provenance.py);
 - dvc.lock: model, sidecar, metrics and report files have the md5 `dvc commit` recorded;
-- git: the recorded commit is an ancestor of HEAD (a dirty workspace at run time is named);
+- git: the recorded commit is an ancestor of HEAD (a dirty workspace at run time is named, with
+  its changed files);
 - reinfer (optional): predicting again with the model reproduces the stored predictions. A model
   whose own link is broken is never loaded (a tampered file is not run); that link says why.
 """
@@ -32,11 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xmodseg.artifacts.cache import MANIFEST
+from xmodseg.artifacts.metrics import CASE_METRICS as METRIC_KEYS
 from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file
+from xmodseg.layout import PATTERNS, Layout, match, sidecar_of
 from xmodseg.provenance.dvc_lock import DvcLock
-
-METRIC_KEYS = ("dice", "assd_mm", "sifa_dice", "sifa_assd_vox")
 
 
 @dataclass
@@ -115,7 +119,7 @@ def _link(name: str, problems: Sequence[str], ok_detail: str) -> Link:
 
 def _cache_problems(cache: str, manifest_sha: str | None, hashes: _Hashes, cases: Iterable[str] | None) -> list[str]:
     """A cache's manifest has its recorded sha256; its arrays and raw scans have theirs."""
-    manifest_path = Path(cache) / "manifest.json"
+    manifest_path = Path(cache) / MANIFEST
     problem = hashes.check(manifest_path, manifest_sha, "data manifest")
     if problem:
         return [problem]
@@ -155,14 +159,36 @@ def _model_link(metrics: Mapping[str, Any], sidecar: Mapping[str, Any] | None, h
     model = prov["model"]
     problems = [p for p in (hashes.check(model, prov.get("model_sha256"), "model"),) if p]
     if sidecar is None:
-        problems.append(f"model sidecar {Path(model).with_suffix('.json')} is missing")
-    else:
-        if sidecar.get("model_sha256") != prov.get("model_sha256"):
-            problems.append(f"model sidecar records sha256 {str(sidecar.get('model_sha256'))[:12]}, evaluation used {str(prov.get('model_sha256'))[:12]}")
-        warm = sidecar.get("warm_start")
-        if warm:
-            problems += [p for p in (hashes.check(warm["model"], warm["sha256"], "warm-start model"),) if p]
+        problems.append(f"model sidecar {sidecar_of(model)} is missing")
+    elif sidecar.get("model_sha256") != prov.get("model_sha256"):
+        problems.append(f"model sidecar records sha256 {str(sidecar.get('model_sha256'))[:12]}, evaluation used {str(prov.get('model_sha256'))[:12]}")
     return _link("model", problems, f"{model} sha256 {str(prov.get('model_sha256'))[:12]}")
+
+
+def _input_problems(role: str, rec: Mapping[str, Any], hashes: _Hashes) -> list[str]:
+    """One recorded input, hashed by the writer's rule (xmodseg.training.inputs.input_sha256): a
+    file by its sha256; a cache folder by its manifest's, and the files the manifest lists are
+    checked too; another folder by the listing of its files' hashes."""
+    path, what = rec.get("path"), f"input '{role}'"
+    if not path:
+        return [f"{what}: no path recorded"]
+    full = hashes.repo / path
+    if full.is_dir() and (full / MANIFEST).is_file():
+        return [f"{what}: {p}" for p in _cache_problems(path, rec.get("sha256"), hashes, None)]
+    if full.is_dir():
+        from xmodseg.training.inputs import input_sha256
+
+        actual = input_sha256(full)
+        return [] if actual == rec.get("sha256") else [f"{what} {path}: folder sha256 {actual[:12]} differs from the record ({str(rec.get('sha256'))[:12]})"]
+    return [p for p in (hashes.check(path, rec.get("sha256"), what),) if p]
+
+
+def _inputs_link(sidecar: Mapping[str, Any] | None, hashes: _Hashes) -> Link:
+    """Every declared input the sidecar records (`inputs: {role: {path, sha256}}`)."""
+    inputs = (sidecar or {}).get("inputs") or {}
+    problems = [p for role, rec in inputs.items() for p in _input_problems(role, rec or {}, hashes)]
+    ok = ", ".join(f"{role} {rec.get('path')} sha256 {str(rec.get('sha256'))[:12]}" for role, rec in inputs.items())
+    return _link("inputs", problems, ok or "no declared inputs")
 
 
 def _all_cases(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -172,15 +198,15 @@ def _all_cases(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _predictions_link(metrics: Mapping[str, Any], hashes: _Hashes) -> Link:
-    problems = []
+    found: list[str | None] = []
     for case in _all_cases(metrics):
-        problems.append(hashes.check(case["prediction"], case.get("prediction_sha256"), "prediction"))
+        found.append(hashes.check(case["prediction"], case.get("prediction_sha256"), "prediction"))
         if "prediction_preprocessed" not in case:
-            problems.append(f"case {case['case']}: no preprocessed-grid prediction stored (evaluated by an older version; rerun evaluate)")
+            found.append(f"case {case['case']}: no preprocessed-grid prediction stored (evaluated by an older version; rerun evaluate)")
             continue
-        problems.append(hashes.check(case["prediction_preprocessed"], case.get("prediction_preprocessed_sha256"), "prediction"))
-        problems.append(hashes.check(case["ground_truth_preprocessed"], case.get("ground_truth_preprocessed_sha256"), "cached ground truth"))
-    problems = [p for p in problems if p]
+        found.append(hashes.check(case["prediction_preprocessed"], case.get("prediction_preprocessed_sha256"), "prediction"))
+        found.append(hashes.check(case["ground_truth_preprocessed"], case.get("ground_truth_preprocessed_sha256"), "cached ground truth"))
+    problems = [p for p in found if p]
     n_checkpoints = len((metrics.get("checkpoints") or {}).get("per_iteration", []))
     return _link("predictions", problems, f"{len(metrics['cases'])} cases" + (f", and at {n_checkpoints} earlier checkpoints" if n_checkpoints else ""))
 
@@ -189,7 +215,7 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
 
 
-def _git_link(records: Sequence[Mapping[str, Any]], repo: Path) -> Link:
+def _git_link(records: Sequence[Mapping[str, Any] | None], repo: Path) -> Link:
     problems, notes = [], []
     for git in {json.dumps(r, sort_keys=True): r for r in records if r}.values():
         commit = git.get("commit")
@@ -199,8 +225,18 @@ def _git_link(records: Sequence[Mapping[str, Any]], repo: Path) -> Link:
         if _git(repo, "merge-base", "--is-ancestor", commit, "HEAD").returncode != 0:
             problems.append(f"recorded commit {commit[:12]} is not an ancestor of HEAD")
             continue
-        notes.append(f"{commit[:12]}{' (workspace was dirty at run time)' if git.get('dirty') else ''}")
+        notes.append(commit[:12] + (f" ({_dirty_note(git)})" if git.get("dirty") else ""))
     return _link("git", problems, ", ".join(notes) or "no record")
+
+
+def _dirty_note(git: Mapping[str, Any]) -> str:
+    """What was changed at run time: the recorded files (the first few) and how many in all."""
+    files = [str(f) for f in git.get("dirty_files") or []]
+    if not files:
+        return "workspace was dirty at run time"
+    count = int(git.get("dirty_count") or len(files))
+    more = f" and {count - len(files)} more" if count > len(files) else ""
+    return f"workspace was dirty at run time: {', '.join(files)}{more}"
 
 
 def _reinfer_link(metrics: Mapping[str, Any], repo: Path, model_link: Link) -> Link:
@@ -220,7 +256,7 @@ def _reinfer_link(metrics: Mapping[str, Any], repo: Path, model_link: Link) -> L
     device = choose_device("auto")
     net, _ = load_model(str(repo / prov["model"]), device)
     cache = repo / Path(prov["data_manifest"]).parent
-    manifest = _load_json(cache / "manifest.json")
+    manifest = _load_json(cache / MANIFEST)
     records = {r["case"]: r for r in manifest["cases"]}
     problems = []
     for case in metrics["cases"]:
@@ -331,14 +367,14 @@ class _Target:
 def resolve_target(path: str, repo: Path) -> _Target:
     p = Path(path)
     full = repo / p
-    if full.is_dir() and (full / "summary.csv").is_file():
-        p, full = p / "summary.csv", full / "summary.csv"
-    if full.name in ("summary.csv", "summary.md") and full.is_file():
-        csv = pd.read_csv(full.with_name("summary.csv"), dtype=str, keep_default_na=False)
+    if full.is_dir() and (full / REPORT_CSV).is_file():
+        p, full = p / REPORT_CSV, full / REPORT_CSV
+    if full.name in (REPORT_CSV, REPORT_MD) and full.is_file():
+        csv = pd.read_csv(full.with_name(REPORT_CSV), dtype=str, keep_default_na=False)
         seeds = list(dict.fromkeys(f for fs in csv["metrics_files"] for f in fs.split(";")))
         experiments = list(dict.fromkeys(csv["experiment"]))
-        dataset = Path(seeds[0]).parts[2] if seeds else ""
-        exp_files = [f"results/metrics/{dataset}/{e}.json" for e in experiments]
+        layout = Layout(_dataset(seeds[0], repo)) if seeds else None
+        exp_files = [layout.experiment_metrics(e) for e in experiments] if layout else []
         return _Target(seeds, [f for f in exp_files if (repo / f).is_file()], full.parent)
     if full.is_file() and full.suffix == ".json":
         doc = _load_json(full)
@@ -347,11 +383,22 @@ def resolve_target(path: str, repo: Path) -> _Target:
         if "cases" in doc and "provenance" in doc:
             return _Target([p.as_posix()])
         raise InputDataError(f"{p}: neither an experiment metrics file nor a per-seed metrics.json")
-    matches = sorted((repo / "results" / "metrics").glob(f"*/{path}.json"))
+    matches = sorted(repo.glob(Layout("*").experiment_metrics(path)))
     if len(matches) == 1:
         rel = matches[0].relative_to(repo).as_posix()
         return _Target(list(_load_json(matches[0])["metrics_files"]), [rel])
     raise InputDataError(f"{path}: not a report (summary.md/csv), a metrics file, or a known experiment name")
+
+
+REPORT_CSV, REPORT_MD = Path(PATTERNS["report_csv"]).name, Path(PATTERNS["report_md"]).name
+
+
+def _dataset(seed_file: str, repo: Path) -> str:
+    """The data set of a per-seed metrics file: its experiment record says, else its place in the
+    layout."""
+    full = repo / seed_file
+    dataset = (_load_json(full).get("experiment") or {}).get("dataset") if full.is_file() else None
+    return str(dataset or (match("seed_metrics", seed_file) or {}).get("dataset", ""))
 
 
 def _fmt6(v: float) -> str:
@@ -359,9 +406,11 @@ def _fmt6(v: float) -> str:
 
 
 def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
-    """{(section title, method label, direction): {class: cell}} of the summary's tables."""
+    """{(section title, method label, direction): {column: cell}} of the summary's tables: one
+    cell per class, and the `labels` (label budget) cell."""
     cells: dict[tuple[str, str, str], dict[str, str]] = {}
-    section, header = "", []
+    section = ""
+    header: list[str] = []
     for line in md.splitlines():
         if line.startswith("## "):
             section, header = line[3:].strip(), []
@@ -370,12 +419,14 @@ def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
             if parts[:2] == ["method", "direction"]:
                 header = parts
             elif header and len(parts) == len(header):
-                cells[(section, parts[0], parts[1])] = dict(zip(header[3:], parts[3:], strict=True))
+                row = dict(zip(header[2:], parts[2:], strict=True))
+                row.pop("seeds", None)
+                cells[(section, parts[0], parts[1])] = row
     return cells
 
 
 def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = False) -> AuditResult:
-    from xmodseg.reporting.report import METRIC_KEYS as TITLES
+    from xmodseg.artifacts.metrics import METRIC_KEYS as TITLES
     from xmodseg.reporting.report import format_cell, long_table, round6, seed_summary
 
     root = Path(repo)
@@ -390,11 +441,12 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
     for f in target.seed_files:
         metrics = _load_json(root / f)
         exp = metrics["experiment"]["name"]
-        sidecar_path = root / Path(metrics["provenance"]["model"]).with_suffix(".json")
+        model = metrics["provenance"]["model"]
+        sidecar_path = root / sidecar_of(model)
         sidecar = _load_json(sidecar_path) if sidecar_path.is_file() else None
         model_link = _model_link(metrics, sidecar, hashes)
-        seed_links = [_data_link(metrics, sidecar, hashes), model_link, _predictions_link(metrics, hashes)]
-        lock_checks = [lock.check(metrics["provenance"]["model"]), lock.check(Path(metrics["provenance"]["model"]).with_suffix(".json")), lock.check(f)]
+        seed_links = [_data_link(metrics, sidecar, hashes), model_link, _inputs_link(sidecar, hashes), _predictions_link(metrics, hashes)]
+        lock_checks = [lock.check(model), lock.check(sidecar_of(model)), lock.check(f)]
         seed_links.append(_link("dvc.lock", [m for ok, m in lock_checks if not ok], f"model, sidecar and {Path(f).name} match"))
         seed_links.append(_git_link([metrics["provenance"].get("git"), ((sidecar or {}).get("provenance") or {}).get("git")], root))
         if reinfer:
@@ -402,8 +454,8 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
         doc, mismatches = _recomputed_doc(metrics, f, root)
         value_problems = [m for _, _, m in mismatches]
         seed_links.append(_link("value", list(dict.fromkeys(value_problems)), "per-case values and summary recomputed exactly"))
-        for key, cls, _msg in mismatches:
-            bad_values.setdefault((exp, key, cls), []).append("value")
+        for metric, cls, _msg in mismatches:
+            bad_values.setdefault((exp, metric, cls), []).append("value")
         links[f] = seed_links
         broken_by_exp.setdefault(exp, []).extend(lk.name for lk in seed_links if not lk.ok and lk.name != "value")
         if doc is not None:
@@ -431,7 +483,7 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
 
     reported: dict[tuple[str, str, str], str] = {}
     if target.report_dir is not None:
-        csv_path, md_path = target.report_dir / "summary.csv", target.report_dir / "summary.md"
+        csv_path, md_path = target.report_dir / REPORT_CSV, target.report_dir / REPORT_MD
         rel = lambda p: os.path.relpath(p, root)  # noqa: E731
         csv = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
         stated_csv = {(r["experiment"], r["metric"], r["class"]): r for _, r in csv.iterrows()}
@@ -443,12 +495,19 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
             if row is None or row["mean"] != _fmt6(r["mean"]) or row["std_over_seeds"] != _fmt6(r["std_over_seeds"]):
                 report_problems.append(f"value: {rel(csv_path)} {' '.join(key)} states {None if row is None else row['mean']}, recomputed {_fmt6(r['mean'])}")
                 bad_values.setdefault(key, []).append("value")
+            elif row.get("labels") != r["labels"]:
+                report_problems.append(f"labels: {rel(csv_path)} {' '.join(key)} states {row.get('labels')!r}, the metrics provenance says {r['labels']!r}")
+                bad_values.setdefault(key, []).append("value")
             std = r["std_over_seeds"] if r["n_seeds"] > 1 else r["volume_std"]
             expected_cell = format_cell(r["mean"], std, int(r["n_undefined"]))
             direction = f"{r['source'].upper()}→{r['target'].upper()}"
-            cell = md_cells.get((TITLES[r["metric"]], r["method"], direction), {}).get(r["class"])
+            md_row = md_cells.get((TITLES[r["metric"]], r["method"], direction), {})
+            cell = md_row.get(r["class"])
             if cell != expected_cell:
                 report_problems.append(f"value: {rel(md_path)} {TITLES[r['metric']]} {r['method']} {direction} {r['class']} states {cell!r}, recomputed {expected_cell!r}")
+                bad_values.setdefault(key, []).append("value")
+            elif md_row.get("labels") != r["labels"]:
+                report_problems.append(f"labels: {rel(md_path)} {TITLES[r['metric']]} {r['method']} {direction} states {md_row.get('labels')!r}, the metrics provenance says {r['labels']!r}")
                 bad_values.setdefault(key, []).append("value")
             reported[key] = row["mean"] if row is not None else "missing"
         lock_problems = [m for ok, m in (lock.check(rel(csv_path)), lock.check(rel(md_path))) if not ok]

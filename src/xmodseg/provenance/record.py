@@ -28,12 +28,14 @@ from xmodseg.atomic import write_text
 from xmodseg.environment import code_changes, parse_porcelain_z
 from xmodseg.errors import XmodsegError
 from xmodseg.hashing import sha256_file
+from xmodseg.layout import PATTERNS
 from xmodseg.provenance.dvc_lock import dvc_executable
 from xmodseg.provenance.dvc_stages import write_dvc_yaml
 
 log = logging.getLogger(__name__)
 
-REPORT = Path("results/provenance/report.html")
+REPORT = Path(PATTERNS["provenance_report"])
+REPORT_METADATA = Path(PATTERNS["provenance_metadata"])
 NOTHING_TO_DO = "Nothing to be done"
 
 
@@ -90,8 +92,8 @@ def report_metadata(repo: Path, configfile: str) -> dict[str, str]:
     }
 
 
-def build_report(repo: Path, configfile: str, out: Path = REPORT) -> Path:
-    meta = repo / out.with_name("report_metadata.yaml")
+def build_report(repo: Path, configfile: str, out: Path = REPORT, metadata: Path = REPORT_METADATA) -> Path:
+    meta = repo / metadata
     write_text(meta, yaml.safe_dump(report_metadata(repo, configfile), sort_keys=False))
     tmp = out.with_name(f".{out.stem}.partial.html")
     _run([*snakemake_cmd(configfile), "--report", str(tmp), "--report-metadata", str(meta.relative_to(repo))], repo, "snakemake --report")
@@ -133,8 +135,8 @@ def record(
         _run([dvc_executable(), "push"], root, "dvc push (is a default remote set? `dvc remote list`)")
     committed = None
     if git_commit:
-        paths = ["dvc.yaml", "dvc.lock", f"{report}.dvc", str(report.parent / ".gitignore"), str(report.with_name("report_metadata.yaml"))]
-        metrics = sorted(str(p.relative_to(root)) for p in (root / "results" / "metrics").rglob("*.json"))
+        paths = ["dvc.yaml", "dvc.lock", f"{report}.dvc", str(report.parent / ".gitignore"), str(REPORT_METADATA)]
+        metrics = sorted(str(p.relative_to(root)) for p in (root / PATTERNS["metrics_root"]).rglob("*.json"))
         _run(["git", "add", "--", *paths, *metrics], root, "git add")
         staged = _run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode != 0
         if staged:

@@ -27,7 +27,6 @@ on these volumes, not as a statement about patients in general.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,13 +36,15 @@ from typing import Any
 
 import numpy as np
 
+from xmodseg.artifacts.metrics import HIGHER_IS_BETTER, METRIC_KEYS, MetricsDoc
 from xmodseg.errors import InputDataError
 
 N_RESAMPLES = 10_000
 MIN_PAIRS = 2
 RNG_SEED = 0
 CONFIDENCE = 0.95
-METRICS = {"dice": ("Dice", True), "assd_mm": ("ASSD (mm)", False)}  # key: (title, higher is better)
+PAIRED = ("dice", "assd_mm")  # the metrics compared
+METRICS = {k: (METRIC_KEYS[k], HIGHER_IS_BETTER[k]) for k in PAIRED}  # key: (title, higher is better)
 
 
 @dataclass(frozen=True)
@@ -175,27 +176,18 @@ def paired_difference(
 # ---- loading ------------------------------------------------------------------------------------
 
 
-def load_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_metrics(path: str | os.PathLike[str]) -> MetricsDoc:
     """A per-seed metrics.json (xmodseg.evaluation.evaluate), checked for what pairing needs."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputDataError(f"{p}: not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputDataError(f"{p}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or not all(k in doc for k in ("experiment", "class_names", "cases")):
-        raise InputDataError(f"{p}: not a per-seed metrics.json (needs experiment, class_names and cases; written by `xmodseg evaluate`)")
-    exp = doc["experiment"]
+    doc = MetricsDoc.load(p)
     for key in ("name", "target", "seed"):
-        if key not in exp:
+        if key not in doc.experiment:
             raise InputDataError(f"{p}: experiment.{key} missing (evaluated by an older version? rerun evaluate)")
-    for case in doc["cases"]:
+    for case in doc.cases:
         for key in METRICS:
-            missing = [c for c in doc["class_names"] if c not in case.get(key, {})]
+            missing = [c for c in doc.class_names if c not in case.get(key, {})]
             if missing:
                 raise InputDataError(f"{p}: case {case.get('case')} has no {key} for {missing}")
-    doc["_path"] = str(p)
     return doc
 
 
@@ -226,25 +218,25 @@ def resolve_experiment(spec: str, root: str | os.PathLike[str] = "results/evalua
     return next(iter(by_dataset.values()))
 
 
-def _one_experiment(docs: Sequence[Mapping[str, Any]], role: str) -> tuple[str, str, dict[int, Mapping[str, Any]]]:
+def _one_experiment(docs: Sequence[MetricsDoc], role: str) -> tuple[str, str, dict[int, MetricsDoc]]:
     """(name, target, {seed: doc}) of one side, refusing mixed experiments or repeated seeds."""
     if not docs:
         raise InputDataError(f"experiment {role}: no metrics files")
-    names = sorted({d["experiment"]["name"] for d in docs})
-    targets = sorted({d["experiment"]["target"] for d in docs})
+    names = sorted({d.name for d in docs})
+    targets = sorted({d.experiment["target"] for d in docs})
     if len(names) > 1 or len(targets) > 1:
-        raise InputDataError(f"experiment {role}: the metrics files mix experiments {names} / targets {targets}: {[d['_path'] for d in docs]}")
-    by_seed: dict[int, Mapping[str, Any]] = {}
+        raise InputDataError(f"experiment {role}: the metrics files mix experiments {names} / targets {targets}: {[d.path for d in docs]}")
+    by_seed: dict[int, MetricsDoc] = {}
     for d in docs:
-        seed = int(d["experiment"]["seed"])
+        seed = int(d.seed)
         if seed in by_seed:
-            raise InputDataError(f"experiment {names[0]}: seed {seed} twice ({by_seed[seed]['_path']}, {d['_path']})")
+            raise InputDataError(f"experiment {names[0]}: seed {seed} twice ({by_seed[seed].path}, {d.path})")
         by_seed[seed] = d
     return names[0], targets[0], by_seed
 
 
-def _direction(doc: Mapping[str, Any]) -> str:
-    exp = doc["experiment"]
+def _direction(doc: MetricsDoc) -> str:
+    exp = doc.experiment
     return f"{str(exp.get('source', '?')).upper()}→{str(exp['target']).upper()}"
 
 
@@ -255,22 +247,28 @@ def _volume_values(case: Mapping[str, Any], key: str, classes: Sequence[str]) ->
 
 
 def compare_docs(
-    docs_a: Sequence[Mapping[str, Any]], docs_b: Sequence[Mapping[str, Any]], *, n_resamples: int = N_RESAMPLES, seed: int = RNG_SEED
+    docs_a: Sequence[MetricsDoc | Mapping[str, Any]],
+    docs_b: Sequence[MetricsDoc | Mapping[str, Any]],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = RNG_SEED,
 ) -> Comparison:
-    """Pair two experiments' per-seed metrics documents by (test case, seed) and compare them."""
-    name_a, target_a, seeds_a = _one_experiment(docs_a, "A")
-    name_b, target_b, seeds_b = _one_experiment(docs_b, "B")
+    """Pair two experiments' per-seed metrics documents by (test case, seed) and compare them
+    (a document held as a dict: see MetricsDoc.coerce)."""
+    a_docs, b_docs = [MetricsDoc.coerce(d) for d in docs_a], [MetricsDoc.coerce(d) for d in docs_b]
+    name_a, target_a, seeds_a = _one_experiment(a_docs, "A")
+    name_b, target_b, seeds_b = _one_experiment(b_docs, "B")
     what = f"cannot pair {name_a} (A) with {name_b} (B)"
     if target_a != target_b:
         raise InputDataError(f"{what}: different targets ({target_a} vs {target_b}); paired differences need the same target test volumes")
-    ds_a = {d["experiment"].get("dataset") for d in docs_a} - {None}
-    ds_b = {d["experiment"].get("dataset") for d in docs_b} - {None}
+    ds_a = {d.experiment["dataset"] for d in a_docs if d.experiment.get("dataset") is not None}
+    ds_b = {d.experiment["dataset"] for d in b_docs if d.experiment.get("dataset") is not None}
     if ds_a and ds_b and ds_a != ds_b:
         raise InputDataError(f"{what}: different data sets ({sorted(ds_a)} vs {sorted(ds_b)})")
-    classes = list(next(iter(seeds_a.values()))["class_names"])
-    for d in [*docs_a, *docs_b]:
-        if list(d["class_names"]) != classes:
-            raise InputDataError(f"{what}: different classes ({classes} vs {list(d['class_names'])} in {d['_path']})")
+    classes = list(next(iter(seeds_a.values())).class_names)
+    for d in [*a_docs, *b_docs]:
+        if list(d.class_names) != classes:
+            raise InputDataError(f"{what}: different classes ({classes} vs {list(d.class_names)} in {d.path})")
     common = sorted(set(seeds_a) & set(seeds_b))
     if not common:
         raise InputDataError(f"{what}: no seed in common ({name_a} has seeds {sorted(seeds_a)}, {name_b} has {sorted(seeds_b)})")
@@ -278,17 +276,17 @@ def compare_docs(
     cases: list[str] = []
     for s in common:
         da, db = seeds_a[s], seeds_b[s]
-        ca = {c["case"]: c for c in da["cases"]}
-        cb = {c["case"]: c for c in db["cases"]}
+        ca = {c["case"]: c for c in da.cases}
+        cb = {c["case"]: c for c in db.cases}
         if set(ca) != set(cb):
             raise InputDataError(
                 f"{what}: different test cases for seed {s}: only in {name_a}: {sorted(set(ca) - set(cb))}, "
-                f"only in {name_b}: {sorted(set(cb) - set(ca))} ({da['_path']}, {db['_path']})"
+                f"only in {name_b}: {sorted(set(cb) - set(ca))} ({da.path}, {db.path})"
             )
         for case_id in sorted(ca):
             sha_a, sha_b = ca[case_id].get("ground_truth_sha256"), cb[case_id].get("ground_truth_sha256")
             if sha_a and sha_b and sha_a != sha_b:
-                raise InputDataError(f"{what}: case {case_id} has different ground truth (sha256 {sha_a[:12]} vs {sha_b[:12]}; {da['_path']}, {db['_path']})")
+                raise InputDataError(f"{what}: case {case_id} has different ground truth (sha256 {sha_a[:12]} vs {sha_b[:12]}; {da.path}, {db.path})")
             if case_id not in cases:
                 cases.append(case_id)
             for key in METRICS:
@@ -303,12 +301,12 @@ def compare_docs(
         a=name_a,
         b=name_b,
         target=target_a,
-        directions=(_direction(docs_a[0]), _direction(docs_b[0])),
+        directions=(_direction(a_docs[0]), _direction(b_docs[0])),
         seeds=common,
         cases=cases,
         differences=diffs,
-        a_files=[str(seeds_a[s]["_path"]) for s in sorted(seeds_a)],
-        b_files=[str(seeds_b[s]["_path"]) for s in sorted(seeds_b)],
+        a_files=[str(seeds_a[s].path) for s in sorted(seeds_a)],
+        b_files=[str(seeds_b[s].path) for s in sorted(seeds_b)],
         seeds_only_a=sorted(set(seeds_a) - set(seeds_b)),
         seeds_only_b=sorted(set(seeds_b) - set(seeds_a)),
         n_resamples=n_resamples,

@@ -13,23 +13,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmodseg.atomic import atomic_path, write_json, write_text
+from xmodseg.artifacts.metrics import LAST_K, METRIC_KEYS, ExperimentMetrics, MetricsDoc
+from xmodseg.atomic import atomic_path, write_text
 from xmodseg.errors import ConfigError, InputDataError
 from xmodseg.reporting.compare import CONFIDENCE, N_RESAMPLES, RNG_SEED, Comparison, compare_docs, format_diff, format_interval, format_p, pairs_text, rows
 from xmodseg.reporting.compare import METRICS as COMPARED
 
-METRIC_KEYS = {
-    "dice": "Dice",
-    "assd_mm": "ASSD (mm)",
-    "sifa_dice": "Dice (SIFA-compatible)",
-    "sifa_assd_vox": "ASSD (voxels, SIFA-compatible)",
-    # experiments that keep snapshots (`train.snapshots: k`): the mean over the last k checkpoints
-    "dice_last_k": "Dice, mean over the last k checkpoints",
-    "assd_mm_last_k": "ASSD (mm), mean over the last k checkpoints",
-}
+
+def _load_metrics(paths: Sequence[str | os.PathLike[str]]) -> list[MetricsDoc]:
+    return [MetricsDoc.load(p) for p in paths]
 
 
 def _load(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """JSON documents other than metrics (translation quality), with their `_path`."""
     out = []
     for p in paths:
         d = json.loads(Path(p).read_text())
@@ -45,19 +41,22 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std())
 
 
-def long_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per (experiment, seed, metric, class): the test-set mean of that seed."""
+def long_table(docs: Sequence[MetricsDoc | Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (experiment, seed, metric, class): the test-set mean of that seed, with the
+    experiment's label budget."""
     rows = []
-    for d in docs:
-        exp = d["experiment"]
+    for d in map(MetricsDoc.coerce, docs):
+        exp = d.experiment
+        budget = label_budget(d)
         for key in METRIC_KEYS:
-            for cls, stats in d["summary"].get(key, {}).items():
+            for cls, stats in d.summary.get(key, {}).items():
                 rows.append(
                     {
                         "experiment": exp["name"],
                         "method": method_label(exp),
                         "source": exp["source"],
                         "target": exp["target"],
+                        "labels": budget,
                         "seed": exp["seed"],
                         "metric": key,
                         "class": cls,
@@ -65,10 +64,48 @@ def long_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                         "volume_std": stats["std"],
                         "n_volumes": stats["n"],
                         "n_undefined": stats["n_undefined"],
-                        "metrics_file": d["_path"],
+                        "metrics_file": d.path,
                     }
                 )
     return pd.DataFrame(rows)
+
+
+# Where evaluation copies the sidecar's drawn label record ({"target", "cases", "n_train", "seed",
+# "fraction", "assistant", ...}, xmodseg.training.budget) in the metrics provenance.
+LABEL_BUDGET = "label_budget"
+
+
+def label_budget(doc: MetricsDoc | Mapping[str, Any]) -> str:
+    """What the experiment saw of the target labels, stated on every row so that a semi-supervised
+    or supervised number is never read as an unsupervised one, e.g. "target labels: none",
+    "target labels: subset 4/16 (seed 0); assistant: mr" (4 labelled of the 16 target training
+    cases). From the drawn record in the metrics provenance, else the experiment's `labels` block,
+    else the method's declaration (all if it declares target labels, none otherwise)."""
+    doc = MetricsDoc.coerce(doc)
+    exp = doc.experiment
+    block = exp.get("labels") or {}
+    drawn = doc.provenance.get(LABEL_BUDGET) or {}
+    target = drawn.get("target") or block.get("target") or ("all" if _declares_target_labels(str(exp.get("method"))) else "none")
+    text = f"target labels: {target}"
+    if target == "subset":
+        cases = drawn.get("cases", block.get("cases"))
+        if cases is None:  # evaluated without a drawn record: only the fraction is known
+            size = f"fraction {block.get('fraction')}"
+        else:
+            size = f"{len(cases)}/{drawn['n_train']}" if drawn.get("n_train") is not None else str(len(cases))
+        how = "cases " + ", ".join(str(c) for c in block["cases"]) if block.get("cases") else f"seed {drawn.get('seed', block.get('seed', 0))}"
+        text += f" {size} ({how})"
+    assistant = drawn.get("assistant") or block.get("assistant")
+    return f"{text}; assistant: {assistant}" if assistant else text
+
+
+def _declares_target_labels(method: str) -> bool:
+    from xmodseg.methods import get_method
+
+    try:
+        return bool(get_method(method).needs.target_labels)
+    except KeyError:
+        return False
 
 
 def method_label(exp: Mapping[str, Any]) -> str:
@@ -91,9 +128,12 @@ def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
     keys = ["experiment", "method", "source", "target", "metric", "class"]
     for key, grp in long.groupby(keys, sort=False):
         mean, std = _mean_std(grp["value"].tolist())
+        named = dict(zip(keys, key, strict=True))
         rows.append(
             {
-                **dict(zip(keys, key, strict=True)),
+                **{k: named[k] for k in keys[:4]},
+                "labels": "; ".join(dict.fromkeys(grp["labels"])),
+                **{k: named[k] for k in keys[4:]},
                 "mean": mean,
                 "std_over_seeds": std,
                 "n_seeds": int(grp["seed"].nunique()),
@@ -108,18 +148,18 @@ def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
 
 def aggregate_seeds(metrics_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> dict[str, Any]:
     """One experiment's seeds in one small JSON (what `dvc metrics show` displays)."""
-    summary = seed_summary(long_table(_load(metrics_files)))
+    summary = seed_summary(long_table(_load_metrics(metrics_files)))
     if summary["experiment"].nunique() != 1:
         raise ValueError(f"aggregate expects one experiment, got {sorted(summary['experiment'].unique())}")
-    result: dict[str, Any] = {"experiment": summary["experiment"].iloc[0], "seeds": len(metrics_files)}
+    metrics = {}
     for key in METRIC_KEYS:
         sub = summary[summary["metric"] == key]
         if sub.empty:  # e.g. the last-k keys of an experiment without snapshots
             continue
-        result[key] = {r["class"]: {"mean": round6(r["mean"]), "std_over_seeds": round6(r["std_over_seeds"])} for _, r in sub.iterrows()}
-    result["metrics_files"] = [str(p) for p in metrics_files]
-    write_json(out, result)
-    return result
+        metrics[key] = {r["class"]: {"mean": round6(r["mean"]), "std_over_seeds": round6(r["std_over_seeds"])} for _, r in sub.iterrows()}
+    result = ExperimentMetrics(experiment=summary["experiment"].iloc[0], seeds=len(metrics_files), metrics=metrics, metrics_files=[str(p) for p in metrics_files])
+    result.save(out)
+    return result.to_dict()
 
 
 def round6(v: float) -> float | None:
@@ -135,7 +175,7 @@ def format_cell(mean: float, std: float, n_undefined: int = 0) -> str:
 def markdown_table(summary: pd.DataFrame, metric: str) -> str:
     sub = summary[summary["metric"] == metric]
     classes = list(dict.fromkeys(sub["class"]))
-    header = "| method | direction | seeds | " + " | ".join(classes) + " |\n|---|---|---|" + "---|" * len(classes) + "\n"
+    header = "| method | direction | seeds | labels | " + " | ".join(classes) + " |\n|---|---|---|---|" + "---|" * len(classes) + "\n"
     lines = []
     for (_, method, source, target), grp in sub.groupby(["experiment", "method", "source", "target"], sort=False):
         by_cls = {r["class"]: r for _, r in grp.iterrows()}
@@ -145,7 +185,7 @@ def markdown_table(summary: pd.DataFrame, metric: str) -> str:
             r = by_cls[c]
             std = r["std_over_seeds"] if n_seeds > 1 else r["volume_std"]
             cells.append(format_cell(r["mean"], std, int(r["n_undefined"])))
-        lines.append(f"| {method} | {source.upper()}→{target.upper()} | {n_seeds} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {source.upper()}→{target.upper()} | {n_seeds} | {grp['labels'].iloc[0]} | " + " | ".join(cells) + " |")
     return header + "\n".join(lines) + "\n"
 
 
@@ -221,21 +261,25 @@ def build_report(
     reference: Mapping[str, Any] | None = None,
     comparisons: Sequence[Sequence[str]] = (),
     source_kinds: Mapping[str, str] | None = None,
+    overlays: Sequence[str | os.PathLike[str]] | None = None,
 ) -> None:
     """summary.md/csv, comparisons.csv, the bar plot and overlays. `comparisons`: explicit
     (A, B) experiment pairs on top of the default claims; `source_kinds`: {modality: the data
-    set's source kind}, which says whether SIFA-compatible numbers are on the release grid."""
+    set's source kind}, which says whether SIFA-compatible numbers are on the release grid;
+    `overlays`: the overlay.npz of each metrics file, in the same order (None: no overlay figures)."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    docs = _load(metrics_files)
+    docs = _load_metrics(metrics_files)
     summary = seed_summary(long_table(docs))
     with atomic_path(out_dir / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6f")
     made, notes = run_comparisons(docs, comparisons)
     write_comparisons_csv(made, out_dir / "comparisons.csv")
     bar_plot(summary, out_dir / "dice_bar.png")
-    overlays = _overlays(docs, out_dir)
-    md = _markdown(title, summary, docs, overlays, claims_section(made, notes))
+    if overlays is not None and len(overlays) != len(metrics_files):
+        raise ConfigError(f"report: {len(overlays)} overlay files for {len(metrics_files)} metrics files; pass one overlay per metrics file, in the same order")
+    figures = _overlays(docs, out_dir, overlays or [])
+    md = _markdown(title, summary, docs, figures, claims_section(made, notes))
     if reference:
         md += reference_section(summary, reference, source_kinds)
     if translation:
@@ -325,13 +369,13 @@ def default_pairs(experiments: Mapping[str, Mapping[str, Any]]) -> tuple[list[tu
     return list(dict.fromkeys(pairs)), notes
 
 
-def run_comparisons(docs: Sequence[Mapping[str, Any]], explicit: Sequence[Sequence[str]] = ()) -> tuple[list[Comparison], list[str]]:
+def run_comparisons(docs: Sequence[MetricsDoc | Mapping[str, Any]], explicit: Sequence[Sequence[str]] = ()) -> tuple[list[Comparison], list[str]]:
     """The default pairs (skipped with a note when they cannot be paired) and the explicit
     `report.comparisons` pairs (an error when they cannot)."""
-    by_exp: dict[str, list[Mapping[str, Any]]] = {}
-    for d in docs:
-        by_exp.setdefault(d["experiment"]["name"], []).append(d)
-    experiments = {name: ds[0]["experiment"] for name, ds in by_exp.items()}
+    by_exp: dict[str, list[MetricsDoc]] = {}
+    for d in map(MetricsDoc.coerce, docs):
+        by_exp.setdefault(d.name, []).append(d)
+    experiments = {name: ds[0].experiment for name, ds in by_exp.items()}
     pairs, notes = default_pairs(experiments)
     made = []
     for a, b in pairs:
@@ -400,22 +444,21 @@ def claims_section(comparisons: Sequence[Comparison], notes: Sequence[str]) -> s
     return "".join(parts)
 
 
-def _overlays(docs: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
-    """One overlay per experiment (its lowest seed)."""
-    first: dict[str, dict[str, Any]] = {}
-    for d in sorted(docs, key=lambda d: d["experiment"]["seed"]):
-        first.setdefault(d["experiment"]["name"], d)
+def _overlays(docs: list[MetricsDoc], out_dir: Path, overlays: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
+    """One overlay per experiment (its lowest seed); `overlays` pairs with `docs`."""
+    first: dict[str, tuple[MetricsDoc, Path]] = {}
+    for d, npz in sorted(zip(docs, map(Path, overlays)), key=lambda pair: pair[0].seed):
+        first.setdefault(d.name, (d, npz))
     made = {}
-    for name, d in first.items():
-        npz = Path(d["_path"]).with_name("overlay.npz")
+    for name, (d, npz) in first.items():
         if npz.is_file():
             png = out_dir / f"overlay_{name}.png"
-            overlay_plot(npz, f"{name} (seed {d['experiment']['seed']})", png)
+            overlay_plot(npz, f"{name} (seed {d.seed})", png)
             made[name] = png.name
     return made
 
 
-def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], overlays: Mapping[str, str], claims: str = "") -> str:
+def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], overlays: Mapping[str, str], claims: str = "") -> str:
     parts = [f"# {' '.join(str(title).split()) or 'xmodseg report'}\n"]  # one heading line, as given (no quoting)
     parts.append(
         "Target-domain test volumes, 3D per volume. Values are mean ± std: std over seeds when an experiment "
@@ -423,7 +466,7 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], ove
         "ground truth). `mean` is the average of the class means.\n"
     )
     for key, label in METRIC_KEYS.items():
-        if key.endswith("_last_k"):
+        if key.endswith(LAST_K):
             continue
         parts.append(f"\n## {label}\n\n" + markdown_table(summary, key))
     parts.append(last_k_section(summary, docs))
@@ -434,28 +477,28 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[dict[str, Any]], ove
         for name, png in overlays.items():
             parts.append(f"\n**{name}**\n\n![{name}]({png})\n")
     parts.append("\n## Provenance\n\n| experiment | seed | metrics file | model sha256 | git commit | dirty | data manifest sha256 |\n|---|---|---|---|---|---|---|\n")
-    for d in sorted(docs, key=lambda d: (d["experiment"]["name"], d["experiment"]["seed"])):
-        prov = d["provenance"]
+    for d in sorted(docs, key=lambda d: (d.name, d.seed)):
+        prov = d.provenance
         git = prov.get("git", {})
         parts.append(
-            f"| {d['experiment']['name']} | {d['experiment']['seed']} | `{d['_path']}` | `{prov['model_sha256'][:12]}` | "
+            f"| {d.name} | {d.seed} | `{d.path}` | `{prov['model_sha256'][:12]}` | "
             f"`{(git.get('commit') or 'n/a')[:12]}` | {git.get('dirty')} | `{prov['data_manifest_sha256'][:12]}` |\n"
         )
     return "".join(parts)
 
 
-def last_k_section(summary: pd.DataFrame, docs: Sequence[Mapping[str, Any]]) -> str:
+def last_k_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> str:
     """The mean over the last k checkpoints beside the last iteration, for the experiments that keep
     snapshots: how much a number depends on where training happened to stop. No checkpoint is
     chosen (target labels select nothing)."""
-    keys = [k for k in METRIC_KEYS if k.endswith("_last_k") and not summary[summary["metric"] == k].empty]
+    keys = [k for k in METRIC_KEYS if k.endswith(LAST_K) and not summary[summary["metric"] == k].empty]
     if not keys:
         return ""
-    iterations = {}
+    iterations: dict[str, str] = {}
     for d in docs:
-        if "checkpoints" in d:
-            iters = [*d["checkpoints"]["iterations"], "last"]
-            iterations.setdefault(d["experiment"]["name"], ", ".join(str(i) for i in iters))
+        if d.checkpoints is not None:
+            iters = [*d.checkpoints["iterations"], "last"]
+            iterations.setdefault(d.name, ", ".join(str(i) for i in iters))
     parts = [
         "\n## Checkpoints: mean over the last k\n\n"
         "The tables above are the last iteration. Below, for experiments that keep snapshots, each test volume's "

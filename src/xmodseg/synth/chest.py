@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xmodseg.synth.params import PhantomParams
-from xmodseg.synth.shapes import Bounds, Box, Layered, LayeredGroup, Painter, Tube, ZCylinder, layers
+from xmodseg.synth.shapes import Bounds, Box, Layered, LayeredGroup, Painter, Primitive, Tube, ZCylinder, layers
 from xmodseg.synth.tissues import Tissue
 
 INF = np.inf
@@ -130,7 +130,8 @@ class Spine:
         level = z - self.phase
         np.mod(level, self.period, out=level)
         bony = level >= self.disc
-        for part in (self.arch, *self.processes):
+        parts: tuple[Primitive, ...] = (self.arch, *self.processes)
+        for part in parts:
             state = part.prepare(x, y, z)
             tissue[part.inside(state, 0.0) & bony] = Tissue.BONE_CORTICAL
             tissue[part.inside(state, -1.5) & bony] = Tissue.BONE_MARROW

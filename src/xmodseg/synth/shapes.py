@@ -181,7 +181,7 @@ class Layer:
 
 def layers(*spec: tuple[float, int] | tuple[float, int, tuple[int, ...]]) -> tuple[Layer, ...]:
     """Shorthand: layers((4, WALL), (0, LUMEN)) paints the wall shell, then the lumen over it."""
-    return tuple(Layer(float(s[0]), int(s[1]), tuple(int(v) for v in s[2]) if len(s) > 2 else ()) for s in spec)  # type: ignore[misc]
+    return tuple(Layer(float(s[0]), int(s[1]), tuple(int(v) for v in s[2]) if len(s) > 2 else ()) for s in spec)
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ class LayeredGroup:
                 layer.apply(mask, tissue)
 
 
-def rotation_matrix(axis: Sequence[float], angle_rad: float) -> np.ndarray:
+def rotation_matrix(axis: Sequence[float] | np.ndarray, angle_rad: float) -> np.ndarray:
     """Rodrigues rotation about a (not necessarily unit) axis."""
     k = np.asarray(axis, dtype=np.float64)
     k = k / np.linalg.norm(k)

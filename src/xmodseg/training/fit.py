@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,11 @@ from xmodseg.atomic import write_json
 from xmodseg.environment import provenance_block
 from xmodseg.errors import ConfigError, TrainingIncompleteError
 from xmodseg.hashing import sha256_file, sha256_json
-from xmodseg.preprocess.pipeline import MANIFEST
-from xmodseg.slices import SliceSet
 from xmodseg.training.checkpoint import CorruptCheckpointError, save_torch
 from xmodseg.training.device import Precision, choose_device, choose_precision, describe_device
+from xmodseg.training.inputs import ResolvedInputs
 from xmodseg.training.loop import LoopConfig, LoopResult, fit
+from xmodseg.training.params import TrainParams
 from xmodseg.training.seeding import seed_everything
 from xmodseg.training.snapshots import collect_snapshots, snapshot_iterations
 from xmodseg.training.trainable import Trainable, TrainData
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 LOOP_KEYS = ("iterations", "checkpoint_every", "log_every", "max_minutes")
 # Run-time knobs that do not change what is learned (on CPU): kept out of the resume hash. Which
-# checkpoints are kept as snapshots does not change the weights either.
-RUNTIME_KEYS = ("device", "max_minutes", "checkpoint_every", "log_every", "warm_start", "snapshots")  # warm start: its sha256 is in the data ids
+# checkpoints are kept as snapshots does not change the weights either. Declared inputs are hashed
+# as data ids (xmodseg.training.inputs), never as params.
+RUNTIME_KEYS = tuple(sorted(TrainParams.runtime_keys()))
 
 
 @dataclass
@@ -41,17 +42,7 @@ class Trained:
     precision: Precision
     checkpoint_dir: str | os.PathLike[str] = ""
     snapshot_iterations: tuple[int, ...] = ()
-
-
-def data_record(cache: str | os.PathLike[str], s: SliceSet | None, labels: bool) -> dict[str, Any] | None:
-    if s is None:
-        return None
-    return {"cache": str(cache), "manifest_sha256": sha256_file(Path(cache) / MANIFEST), "cases": list(s.cases), "slices": len(s), "labels_used": labels}
-
-
-def cache_ids(source_cache: str | os.PathLike[str], target_cache: str | os.PathLike[str]) -> dict[str, str]:
-    """What a run was trained on, as manifest hashes (part of the resume hash)."""
-    return {"source": sha256_file(Path(source_cache) / MANIFEST), "target": sha256_file(Path(target_cache) / MANIFEST)}
+    inputs: ResolvedInputs = field(default_factory=ResolvedInputs)
 
 
 def fit_method(
@@ -66,21 +57,29 @@ def fit_method(
     checkpoint_dir: str | os.PathLike[str],
     log_path: str | os.PathLike[str],
     stop_at: int | None = None,
+    inputs: ResolvedInputs | None = None,
 ) -> Trained:
-    """Seed, build `cls` on the chosen device and run the shared loop (resuming when possible)."""
-    cls.check_params(params, f"{name} parameters", internal=True)
+    """Seed, build `cls` on the chosen device and run the shared loop (resuming when possible).
+
+    `params` is the `train` block as given: hashed as written (runtime keys left out), typed by
+    `cls.params_type`. Every declared input's sha256 joins `data_ids` under its role."""
     if "iterations" not in params:
         raise ConfigError("train.iterations is required")
-    device = choose_device(str(params.get("device", "auto")))
-    precision = choose_precision(device, str(params.get("amp", "auto")))
-    loop_cfg = LoopConfig(seed=int(seed), **{k: params[k] for k in LOOP_KEYS if k in params})
-    snapshots = snapshot_iterations(loop_cfg.iterations, loop_cfg.checkpoint_every, int(params.get("snapshots", 1)))
+    typed = cls.params_type.from_block({**params, "seed": int(seed)}, f"{name} parameters", internal=True, owner=cls.name)
+    inputs = inputs or ResolvedInputs()
+    clash = sorted(set(inputs.ids()) & set(data_ids))
+    if clash:
+        raise ConfigError(f"{name}: input role(s) {clash} clash with the data ids {sorted(data_ids)}")
+    device = choose_device(typed.device)
+    precision = choose_precision(device, typed.amp)
+    loop_cfg = LoopConfig(seed=int(seed), **{k: getattr(typed, k) for k in LOOP_KEYS if k in params})
+    snapshots = snapshot_iterations(loop_cfg.iterations, loop_cfg.checkpoint_every, typed.snapshots)
     loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots)
     hashed = {k: v for k, v in params.items() if k not in RUNTIME_KEYS}
-    config_hash = sha256_json({"method": name, "params": hashed, "seed": int(seed), "data": dict(data_ids)})
+    config_hash = sha256_json({"method": name, "params": hashed, "seed": int(seed), "data": {**data_ids, **inputs.ids()}})
     for attempt in range(3):  # last.pt, previous.pt, scratch: each failed attempt sets one file aside
         seed_everything(int(seed))  # network initialisation is part of what the seed fixes
-        method = cls({**params, "seed": int(seed)}, num_classes, precision)
+        method = cls(typed, num_classes, precision, inputs=inputs.paths)
         prepared = method.prepare(data)
         try:
             result = fit(method, prepared, loop_cfg, checkpoint_dir=checkpoint_dir, log_path=log_path, config_hash=config_hash, stop_at=stop_at)
@@ -95,7 +94,7 @@ def fit_method(
             f"{loop_cfg.iterations} iterations; the checkpoint in {checkpoint_dir} is kept and a rerun resumes from it"
         )
     log.info("%s: %d iterations in %.1f s (%.3f s/it)", name, result.iterations_done, result.seconds, result.seconds_per_iteration)
-    return Trained(method, result, config_hash, precision, checkpoint_dir, snapshots)
+    return Trained(method, result, config_hash, precision, checkpoint_dir, snapshots, inputs)
 
 
 def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: Mapping[str, Any], sidecar: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,6 +115,7 @@ def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: M
         "loop": asdict(trained.result),
         "snapshot_iterations": [*trained.snapshot_iterations, trained.result.iterations_done],
         "precision": str(trained.precision.dtype) if trained.precision.dtype else "fp32",
+        "inputs": trained.inputs.record(),
         "method_record": method.record(),
         "device": describe_device(trained.precision.device),
         "model_sha256": sha256_file(model_path),

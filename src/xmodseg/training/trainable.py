@@ -1,13 +1,15 @@
 """What the shared loop trains: networks + optimizers + one `train_step` (segmentation methods and
-translators both build on `Trainable`)."""
+translators both build on `Trainable`), and what a trainable declares: its typed `Params`, the data
+it may see (`DataNeeds`) and the artifacts it consumes (`inputs`)."""
 
 from __future__ import annotations
 
-import difflib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -15,9 +17,10 @@ from torch import nn
 from xmodseg.errors import ConfigError
 from xmodseg.slices import SliceSet
 from xmodseg.training.device import Precision
+from xmodseg.training.params import TrainParams
 
-# `train` keys the shared loop reads for every method and translator (xmodseg.training.fit).
-LOOP_PARAMS = frozenset({"iterations", "device", "amp", "checkpoint_every", "log_every", "max_minutes", "snapshots"})
+# Keys of the resume hash's data ids besides the input roles: a role may not take one of them.
+DATA_ID_KEYS = frozenset({"source", "target", "assistant", "labels"})
 
 
 def set_requires_grad(nets: Sequence[nn.Module], flag: bool) -> None:
@@ -29,10 +32,15 @@ def set_requires_grad(nets: Sequence[nn.Module], flag: bool) -> None:
 
 @dataclass
 class TrainData:
-    """The slices a method may see. Target labels are present only for methods that declare them."""
+    """The slices a method may see. Target labels are present only for methods that declare them,
+    and with a label budget `subset` only for the labelled cases: `target` then holds those (with
+    labels), `target_unlabelled` the other training cases' images. `assistant`: a second labelled
+    modality's training slices (methods that declare `assistant_labels`)."""
 
     source: SliceSet | None
     target: SliceSet | None
+    target_unlabelled: SliceSet | None = None
+    assistant: SliceSet | None = None
 
 
 @dataclass(frozen=True)
@@ -40,23 +48,55 @@ class DataNeeds:
     source_images: bool = True
     source_labels: bool = False
     target_images: bool = False
-    target_labels: bool = False  # only the oracle (upper bound) may set this
+    target_labels: bool = False  # the oracle (upper bound) and semi-supervised methods (label budget: subset | all)
+    assistant_labels: bool = False  # a second labelled modality (`labels.assistant` names it)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An artifact a method or translator consumes besides its caches. The experiment config names
+    it under `inputs: {role: entry}`; the training job receives it as `--input ROLE=PATH`, hashes it
+    into the resume hash and the sidecar (xmodseg.training.inputs) and hands the method the path.
+    `translator_kinds`: which translators a `translator_model` / `translated_cache` may come from
+    (empty: any)."""
+
+    kind: Literal["translator_model", "translated_cache", "experiment_model"]
+    optional: bool = False
+    same_direction: bool = True  # the named entry must go source->target like the experiment
+    description: str = ""
+    translator_kinds: tuple[str, ...] = ()
 
 
 class Trainable(ABC):
     """Subclasses build their networks/optimizers in `__init__` and implement `train_step`.
 
-    `param_names` lists the method's own `train` keys (besides LOOP_PARAMS): any other key is
-    refused, because an ignored key would still be hashed and recorded in model.json as if used."""
+    `params_type` is the method's frozen `Params` dataclass (a `TrainParams` subclass): a `train`
+    block with any other key is refused, because an ignored key would still be hashed and recorded
+    in model.json as if used. `inputs` declares the artifacts it consumes (role -> InputSpec); the
+    resolved paths arrive as `inputs=` (role -> Path) and are kept in `self.input_paths`."""
 
     name: ClassVar[str]
     needs: ClassVar[DataNeeds]
-    param_names: ClassVar[frozenset[str]] = frozenset()
-    internal_params: ClassVar[frozenset[str]] = frozenset({"seed"})  # set by the runner, not by a config
+    params_type: ClassVar[type[TrainParams]] = TrainParams
+    inputs: ClassVar[Mapping[str, InputSpec]] = {}
+    translated_source: ClassVar[bool] = False  # trains on a translator's translated source cache (`translator:`)
 
-    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        self.check_params(params, f"{self.name} parameters", internal=True)
-        self.params = dict(params)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for role in cls.__dict__.get("inputs", {}):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", role) or role in DATA_ID_KEYS:
+                raise TypeError(f"{cls.__name__}.inputs: role '{role}' must be a lower-case identifier other than {sorted(DATA_ID_KEYS)}")
+
+    def __init__(
+        self, params: Mapping[str, Any] | TrainParams, num_classes: int, precision: Precision, *, inputs: Mapping[str, Path] | None = None
+    ) -> None:
+        if isinstance(params, TrainParams):
+            if not isinstance(params, self.params_type):
+                raise ConfigError(f"{self.name}: parameters of type {type(params).__name__}, expected {self.params_type.__name__}")
+            self.params = params
+        else:
+            self.params = self.params_type.from_block(params, f"{self.name} parameters", internal=True, owner=self.name)
+        self.input_paths: dict[str, Path] = check_roles(type(self), inputs or {}, f"{self.name} inputs")
         self.num_classes = num_classes
         self.precision = precision
         self.device = precision.device
@@ -65,22 +105,13 @@ class Trainable(ABC):
     @classmethod
     def valid_params(cls) -> list[str]:
         """The keys a `train` block for this method may hold."""
-        return sorted(LOOP_PARAMS | cls.param_names)
+        return cls.params_type.field_names()
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], where: str, *, internal: bool = False) -> None:
         """Raise ConfigError naming every key of `params` this method would not read (`where` names
         the block, e.g. `experiments.x.train`); `internal` also allows the runner's own keys."""
-        valid = cls.valid_params()
-        allowed = set(valid) | (cls.internal_params if internal else set())
-        unknown = sorted(str(k) for k in params if k not in allowed)
-        if not unknown:
-            return
-        hints = [f"{k!r} -> {m[0]!r}" for k in unknown if (m := difflib.get_close_matches(k, valid, n=1))]
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} for '{cls.name}' (it would be ignored "
-            f"but recorded as used); {'did you mean ' + ', '.join(hints) + '? ' if hints else ''}valid keys: {', '.join(valid)}"
-        )
+        cls.params_type.check_keys(params, where, internal=internal, owner=cls.name)
 
     @abstractmethod
     def networks(self) -> Mapping[str, nn.Module]: ...
@@ -154,3 +185,17 @@ class Trainable(ABC):
             sched.load_state_dict(state["schedulers"][k])
         self.scaler.load_state_dict(state["scaler"])
         self.load_extra_state(state.get("extra", {}))
+
+
+def check_roles(cls: type[Trainable], given: Mapping[str, Any], where: str) -> dict[str, Path]:
+    """`given` (role -> path) against `cls.inputs`: an undeclared role, or a missing required one,
+    is a ConfigError naming the role and the declared ones."""
+    declared = cls.inputs
+    valid = f"valid roles: {', '.join(sorted(declared))}" if declared else f"{cls.name} declares no inputs"
+    for role in given:
+        if role not in declared:
+            raise ConfigError(f"{where}: '{cls.name}' takes no input '{role}' ({valid})")
+    for role, spec in declared.items():
+        if role not in given and not spec.optional:
+            raise ConfigError(f"{where}: '{cls.name}' requires input '{role}' (kind {spec.kind}; {valid})")
+    return {role: Path(path) for role, path in given.items()}

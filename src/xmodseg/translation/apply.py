@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
 
-from xmodseg.atomic import atomic_dir, atomic_path, save_npy, write_json
+from xmodseg.atomic import atomic_dir, atomic_path, save_npy
 from xmodseg.hashing import sha256_file
 from xmodseg.preprocess.pipeline import MANIFEST, NORM_STATS, load_manifest
 from xmodseg.slices import SliceSet
@@ -54,22 +55,19 @@ def translate_cache(
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         cases = []
-        for rec in manifest["cases"]:
-            translated = translate_volume(fn, np.load(source / rec["image"], mmap_mode="r"), src, tgt, device)
-            save_npy(tmp / rec["image"], translated)
-            shutil.copyfile(source / rec["label"], tmp / rec["label"])
-            cases.append({**rec, "image_sha256": sha256_file(tmp / rec["image"])})
+        for rec in manifest.cases:
+            translated = translate_volume(fn, np.load(source / rec.image, mmap_mode="r"), src, tgt, device)
+            save_npy(tmp / rec.image, translated)
+            shutil.copyfile(source / rec.label, tmp / rec.label)
+            cases.append(replace(rec, image_sha256=sha256_file(tmp / rec.image)))
         shutil.copyfile(source / NORM_STATS, tmp / NORM_STATS)
-        write_json(
-            tmp / MANIFEST,
-            {
-                **manifest,
-                "intensity_space": intensity_space,
-                "cases": cases,
-                "translated": dict(provenance),
-                "source_manifest_sha256": sha256_file(source / MANIFEST),
-            },
-        )
+        replace(
+            manifest,
+            intensity_space=intensity_space,
+            cases=cases,
+            translated=dict(provenance),
+            source_manifest_sha256=sha256_file(source / MANIFEST),
+        ).save(tmp / MANIFEST)
     return out
 
 
@@ -92,10 +90,9 @@ def distribution_distance(a: np.ndarray, b: np.ndarray, max_values: int = 500_00
 
 def translation_quality(translated_cache: Path, source_cache: Path, target: SliceSet) -> dict[str, Any]:
     """Distances to the real target training slices, before (raw source) and after translation."""
-    manifest = load_manifest(translated_cache)
-    train = [c for c in manifest["cases"] if c["split"] == "train"]
-    after = np.concatenate([np.load(translated_cache / c["image"]).ravel() for c in train])
-    before = np.concatenate([np.load(source_cache / c["image"]).ravel() for c in train])
+    train = load_manifest(translated_cache).cases_in("train")
+    after = np.concatenate([np.load(translated_cache / c.image).ravel() for c in train])
+    before = np.concatenate([np.load(source_cache / c.image).ravel() for c in train])
     real = target.images.numpy().ravel()
     return {"before": distribution_distance(before, real), "after": distribution_distance(after, real), "n_source_cases": len(train), "target_cases": list(target.cases)}
 
@@ -112,20 +109,20 @@ def preview_grid(
     import matplotlib.pyplot as plt
 
     manifest = load_manifest(source_cache)
-    cases = [c for c in manifest["cases"] if c["split"] == "train"][:n_cases]
-    flip = manifest["slice_axis"] != "axial"
+    cases = manifest.cases_in("train")[:n_cases]
+    flip = manifest.slice_axis != "axial"
     fig, axes = plt.subplots(len(cases), 3, figsize=(7.5, 2.6 * len(cases)), squeeze=False)
     for row, rec in zip(axes, cases, strict=True):
-        lab = np.load(source_cache / rec["label"])
+        lab = np.load(source_cache / rec.label)
         i = int(np.argmax((lab > 0).reshape(lab.shape[0], -1).sum(1)))
-        x = torch.from_numpy(np.array(np.load(source_cache / rec["image"], mmap_mode="r")[i : i + 1])).unsqueeze(1).to(device)
+        x = torch.from_numpy(np.array(np.load(source_cache / rec.image, mmap_mode="r")[i : i + 1])).unsqueeze(1).to(device)
         xu = src.to_unit(x)
         fake = fn(xu)
         rec_img = reconstruct(fake)
         for ax, img, title in zip(row, (xu, fake, rec_img), ("source", "translated", "reconstructed"), strict=True):
             a = img[0, 0].float().cpu().numpy()
             ax.imshow(np.flipud(a) if flip else a, cmap="gray", vmin=-1, vmax=1)
-            ax.set_title(f"{title} ({rec['case']})", fontsize=8)
+            ax.set_title(f"{title} ({rec.case})", fontsize=8)
             ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from xmodseg.training.trainable import DataNeeds, Trainable, TrainData, set_requires_grad
+from abc import abstractmethod
 
-__all__ = ["DataNeeds", "TrainData", "Translator", "set_requires_grad"]
+import torch
+
+from xmodseg.training.trainable import DataNeeds, InputSpec, Trainable, TrainData, set_requires_grad
+
+__all__ = ["DataNeeds", "InputSpec", "TrainData", "Translator", "set_requires_grad"]
 
 
 class Translator(Trainable):
     """Base of every translator in `xmodseg.translation` (CycleGAN, disentangled, ...)."""
+
+    @abstractmethod
+    def reconstruct(self, translated: torch.Tensor) -> torch.Tensor:
+        """target-look -> source-look (the preview's reconstruction column)."""

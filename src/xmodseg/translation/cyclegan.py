@@ -12,6 +12,8 @@ with the discriminators frozen, then one discriminator update on real images vs 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -21,50 +23,54 @@ from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
 from xmodseg.nn.pool import ImagePool
 from xmodseg.training.device import Precision
+from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 from xmodseg.translation.base import DataNeeds, TrainData, Translator, set_requires_grad
 from xmodseg.translation.registry import register_translator
 
-DEFAULTS: dict[str, Any] = {
-    "ngf": 64,
-    "ndf": 64,
-    "n_blocks": 9,
-    "d_layers": 3,
-    "skip": False,
-    "lambda_cycle": 10.0,
-    "lambda_identity": 0.5,
-    "pool_size": 50,
-    "lr": 2e-4,
-    "beta1": 0.5,
-    "lr_schedule": "constant",
-    "decay_start": 0.5,
-    "batch_size": 1,
-}
+
+@dataclass(frozen=True, kw_only=True)
+class CycleGANParams(TrainParams):
+    ngf: int = field(default=64, metadata=doc("generator width"))
+    ndf: int = field(default=64, metadata=doc("discriminator width"))
+    n_blocks: int = field(default=9, metadata=doc("generator residual blocks"))
+    d_layers: int = field(default=3, metadata=doc("discriminator layers"))
+    skip: bool = field(default=False, metadata=doc("generator outputs tanh(x + G(x))"))
+    lambda_cycle: float = field(default=10.0, metadata=doc("cycle-consistency weight"))
+    lambda_identity: float = field(default=0.5, metadata=doc("identity weight, x lambda_cycle (CycleGAN's convention)"))
+    pool_size: int = field(default=50, metadata=doc("image pools, in images"))
+    lr: float = field(default=2e-4, metadata=doc("Adam learning rate"))
+    beta1: float = field(default=0.5, metadata=doc("Adam beta1"))
+    lr_schedule: str = field(default="constant", metadata=doc("constant | linear (decay to 0 from decay_start x iterations)"))
+    decay_start: float = field(default=0.5, metadata=doc("linear schedule: fraction of the iterations before the decay"))
+    batch_size: int = field(default=1, metadata=doc("slices per domain and iteration"))
+    intensity: str = field(default="auto", metadata=doc("intensity mapping to [-1, 1], read by xmodseg.translation.run"))
 
 
 @register_translator
 class CycleGAN(Translator):
     name: ClassVar[str] = "cyclegan"
     needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
-    param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) | {"intensity"}  # intensity: read by translation.run
+    params_type: ClassVar[type[TrainParams]] = CycleGANParams
+    params: CycleGANParams
 
-    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        super().__init__({**DEFAULTS, **params}, num_classes, precision)
+    def __init__(self, params: Mapping[str, Any] | TrainParams, num_classes: int, precision: Precision, *, inputs: Mapping[str, Path] | None = None) -> None:
+        super().__init__(params, num_classes, precision, inputs=inputs)
         p = self.params
-        gen = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "skip": bool(p["skip"])}
+        gen: dict[str, Any] = {"ngf": p.ngf, "n_blocks": p.n_blocks, "skip": p.skip}
         self._arch = {"kind": "resnet_generator", "kwargs": gen}
         self.g_st = ResnetGenerator(**gen).to(self.device)  # source -> target (the product)
         self.g_ts = ResnetGenerator(**gen).to(self.device)  # target -> source
-        self.d_t = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
-        self.d_s = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
-        betas = (float(p["beta1"]), 0.999)
-        self.opt_g = torch.optim.Adam([*self.g_st.parameters(), *self.g_ts.parameters()], lr=float(p["lr"]), betas=betas)
-        self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], lr=float(p["lr"]), betas=betas)
-        iters = int(p["iterations"])
-        self.sched = {k: make_schedule(o, str(p["lr_schedule"]), iters, float(p["decay_start"])) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
-        seed = int(p.get("seed", 0))
-        self.pool_t, self.pool_s = ImagePool(int(p["pool_size"]), seed + 1), ImagePool(int(p["pool_size"]), seed + 2)
-        self.batch_size = int(p["batch_size"])
+        self.d_t = PatchDiscriminator(p.ndf, p.d_layers).to(self.device)
+        self.d_s = PatchDiscriminator(p.ndf, p.d_layers).to(self.device)
+        betas = (p.beta1, 0.999)
+        self.opt_g = torch.optim.Adam([*self.g_st.parameters(), *self.g_ts.parameters()], lr=p.lr, betas=betas)
+        self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], lr=p.lr, betas=betas)
+        iters = p.iterations
+        self.sched = {k: make_schedule(o, p.lr_schedule, iters, p.decay_start) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
+        seed = p.seed if p.seed is not None else 0
+        self.pool_t, self.pool_s = ImagePool(p.pool_size, seed + 1), ImagePool(p.pool_size, seed + 2)
+        self.batch_size = p.batch_size
 
     def networks(self) -> Mapping[str, nn.Module]:
         return {"g_st": self.g_st, "g_ts": self.g_ts, "d_t": self.d_t, "d_s": self.d_s}
@@ -93,11 +99,11 @@ class CycleGAN(Translator):
             "cycle_s": l1(self.g_ts(fake_t), x_s),
             "cycle_t": l1(self.g_st(fake_s), x_t),
         }
-        total = terms["g_adv_t"] + terms["g_adv_s"] + float(p["lambda_cycle"]) * (terms["cycle_s"] + terms["cycle_t"])
-        if float(p["lambda_identity"]) > 0:
+        total = terms["g_adv_t"] + terms["g_adv_s"] + p.lambda_cycle * (terms["cycle_s"] + terms["cycle_t"])
+        if p.lambda_identity > 0:
             terms["identity_t"] = l1(self.g_st(x_t), x_t)
             terms["identity_s"] = l1(self.g_ts(x_s), x_s)
-            total = total + float(p["lambda_identity"]) * float(p["lambda_cycle"]) * (terms["identity_t"] + terms["identity_s"])
+            total = total + p.lambda_identity * p.lambda_cycle * (terms["identity_t"] + terms["identity_s"])
         terms["g_total"] = total
         return terms, fake_t, fake_s
 

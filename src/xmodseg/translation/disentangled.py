@@ -77,233 +77,80 @@ back likewise with the mean source style.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from xmodseg.nn.disentangled import DisentangledTranslator
 from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
-from xmodseg.nn.layers import PatchDiscriminator, ResidualBlock, init_normal
-from xmodseg.nn.networks import architecture
+from xmodseg.nn.layers import PatchDiscriminator
 from xmodseg.nn.pool import ImagePool
 from xmodseg.training.device import Precision
+from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 from xmodseg.translation.base import DataNeeds, TrainData, Translator, set_requires_grad
 from xmodseg.translation.registry import register_translator
 
-DEFAULTS: dict[str, Any] = {
-    "dim": 64,
-    "n_res": 4,
-    "n_down": 2,
-    "style_dim": 8,
-    "mlp_dim": 256,
-    "ndf": 64,
-    "d_layers": 3,
-    "lambda_x": 10.0,
-    "lambda_c": 1.0,
-    "lambda_s": 1.0,
-    "lambda_cycle": 10.0,
-    "lambda_gan": 1.0,
-    "pool_size": 50,
-    "lr": 1e-4,
-    "beta1": 0.5,
-    "weight_decay": 1e-4,
-    "lr_schedule": "constant",
-    "decay_start": 0.5,
-    "batch_size": 1,
-}
+
+@dataclass(frozen=True, kw_only=True)
+class DisentangledParams(TrainParams):
+    dim: int = field(default=64, metadata=doc("content encoder width"))
+    n_res: int = field(default=4, metadata=doc("residual blocks (content encoder, decoders)"))
+    n_down: int = field(default=2, metadata=doc("content encoder downsamplings"))
+    style_dim: int = field(default=8, metadata=doc("style code length"))
+    mlp_dim: int = field(default=256, metadata=doc("AdaIN MLP width"))
+    ndf: int = field(default=64, metadata=doc("discriminator width"))
+    d_layers: int = field(default=3, metadata=doc("discriminator layers"))
+    lambda_x: float = field(default=10.0, metadata=doc("within-domain reconstruction"))
+    lambda_c: float = field(default=1.0, metadata=doc("content-code reconstruction"))
+    lambda_s: float = field(default=1.0, metadata=doc("style-code reconstruction"))
+    lambda_cycle: float = field(default=10.0, metadata=doc("cross-cycle reconstruction (DRIT)"))
+    lambda_gan: float = field(default=1.0, metadata=doc("adversarial terms"))
+    pool_size: int = field(default=50, metadata=doc("image pools, in images"))
+    lr: float = field(default=1e-4, metadata=doc("Adam learning rate"))
+    beta1: float = field(default=0.5, metadata=doc("Adam beta1"))
+    weight_decay: float = field(default=1e-4, metadata=doc("Adam weight decay"))
+    lr_schedule: str = field(default="constant", metadata=doc("constant | linear (decay to 0 from decay_start x iterations)"))
+    decay_start: float = field(default=0.5, metadata=doc("linear schedule: fraction of the iterations before the decay"))
+    batch_size: int = field(default=1, metadata=doc("slices per domain and iteration"))
+    intensity: str = field(default="auto", metadata=doc("intensity mapping to [-1, 1], read by xmodseg.translation.run"))
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, pad: int | None = None) -> list[nn.Module]:
-    """Reflection padding + convolution."""
-    return [nn.ReflectionPad2d(kernel // 2 if pad is None else pad), nn.Conv2d(in_ch, out_ch, kernel, stride=stride)]
-
-
-class ContentEncoder(nn.Module):
-    """c7s1-dim, `n_down` x (4x4 stride-2 conv, channels doubling), `n_res` residual blocks; instance
-    norm and ReLU throughout. Output: dim * 2**n_down channels at 1/2**n_down of the input size."""
-
-    def __init__(self, dim: int = 64, n_down: int = 2, n_res: int = 4, in_channels: int = 1) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [*_conv(in_channels, dim, 7), nn.InstanceNorm2d(dim), nn.ReLU(inplace=True)]
-        ch = dim
-        for _ in range(n_down):
-            layers += [*_conv(ch, ch * 2, 4, stride=2, pad=1), nn.InstanceNorm2d(ch * 2), nn.ReLU(inplace=True)]
-            ch *= 2
-        layers += [ResidualBlock(ch) for _ in range(n_res)]
-        self.body = nn.Sequential(*layers)
-        self.out_channels = ch
-        init_normal(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class StyleEncoder(nn.Module):
-    """c7s1-dim, `n_down + 2` 4x4 stride-2 convs (doubling for the first `n_down`), ReLU, no
-    normalisation; global average pooling; 1x1 conv -> [B, style_dim]."""
-
-    def __init__(self, dim: int = 64, n_down: int = 2, style_dim: int = 8, in_channels: int = 1) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [*_conv(in_channels, dim, 7), nn.ReLU(inplace=True)]
-        ch = dim
-        for i in range(n_down + 2):
-            nxt = ch * 2 if i < n_down else ch
-            layers += [*_conv(ch, nxt, 4, stride=2, pad=1), nn.ReLU(inplace=True)]
-            ch = nxt
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(ch, style_dim, 1)]
-        self.body = nn.Sequential(*layers)
-        init_normal(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).flatten(1)
-
-
-def adain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Instance-normalise x per sample and channel, then scale by 1 + gamma and shift by beta ([B, C])."""
-    return F.instance_norm(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-
-
-class AdaINResidualBlock(nn.Module):
-    """Two reflection-padded 3x3 convs, each followed by AdaIN (ReLU after the first), identity shortcut."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.channels = channels
-        self.conv1 = nn.Sequential(*_conv(channels, channels, 3))
-        self.conv2 = nn.Sequential(*_conv(channels, channels, 3))
-
-    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """`params`: [B, 4 * channels] = (gamma1, beta1, gamma2, beta2)."""
-        g1, b1, g2, b2 = params.split(self.channels, dim=1)
-        out = F.relu(adain(self.conv1(x), g1, b1))
-        return x + adain(self.conv2(out), g2, b2)
-
-
-class Decoder(nn.Module):
-    """`n_res` AdaIN residual blocks (parameters from a 3-layer MLP of the style code), `n_down` x
-    (nearest x2 upsampling, 5x5 conv halving channels, layer norm, ReLU), c7s1-out, tanh."""
-
-    def __init__(self, dim: int = 64, n_down: int = 2, n_res: int = 4, style_dim: int = 8, mlp_dim: int = 256, out_channels: int = 1) -> None:
-        super().__init__()
-        if n_res < 1:
-            raise ValueError("the decoder needs n_res >= 1: its AdaIN residual blocks are where the style enters")
-        ch = dim * 2**n_down
-        self.blocks = nn.ModuleList(AdaINResidualBlock(ch) for _ in range(n_res))
-        self.mlp = nn.Sequential(
-            nn.Linear(style_dim, mlp_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(mlp_dim, mlp_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(mlp_dim, 4 * ch * n_res),
-        )
-        layers: list[nn.Module] = []
-        for _ in range(n_down):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv(ch, ch // 2, 5), nn.GroupNorm(1, ch // 2), nn.ReLU(inplace=True)]
-            ch //= 2
-        layers += [*_conv(ch, out_channels, 7)]
-        self.head = nn.Sequential(*layers)
-        init_normal(self)
-
-    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        params = self.mlp(style).chunk(len(self.blocks), dim=1)
-        x = content
-        for block, p in zip(self.blocks, params):
-            x = block(x, p)
-        return torch.tanh(self.head(x))
-
-
-class DisentangledTranslator(nn.Module):
-    """Every generator-side network of the disentangled translator, plus the reference styles.
-
-    `forward(x_s)` = G_tgt(E_c(x_s), target_style): deterministic source -> target translation.
-    `reconstruct(x)` = G_src(E_c(x), source_style): target-look -> source-look. Both reference
-    styles are buffers (saved with the state dict), zeros (the prior's mean) until
-    `set_reference_styles` sets them to the mean style codes of training images. Inputs are
-    [B, 1, H, W] in [-1, 1] with H, W divisible by 2**n_down and at least 2**(n_down + 2).
-    """
-
-    def __init__(self, dim: int = 64, n_res: int = 4, n_down: int = 2, style_dim: int = 8, mlp_dim: int = 256) -> None:
-        super().__init__()
-        self.style_dim = style_dim
-        self.content_encoder = ContentEncoder(dim, n_down, n_res)
-        self.style_encoder_src = StyleEncoder(dim, n_down, style_dim)
-        self.style_encoder_tgt = StyleEncoder(dim, n_down, style_dim)
-        self.decoder_src = Decoder(dim, n_down, n_res, style_dim, mlp_dim)
-        self.decoder_tgt = Decoder(dim, n_down, n_res, style_dim, mlp_dim)
-        self.register_buffer("source_style", torch.zeros(1, style_dim))
-        self.register_buffer("target_style", torch.zeros(1, style_dim))
-
-    def _style(self, style: torch.Tensor | None, reference: torch.Tensor, batch: int) -> torch.Tensor:
-        s = reference if style is None else style.to(reference.device, reference.dtype)
-        return s.reshape(-1, self.style_dim).expand(batch, -1)
-
-    def forward(self, x_s: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        """Source -> target; `style` ([style_dim], [1, style_dim] or [B, style_dim]) defaults to `target_style`."""
-        return self.decoder_tgt(self.content_encoder(x_s), self._style(style, self.target_style, x_s.shape[0]))
-
-    def reconstruct(self, x_t: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        """Target-look -> source-look; `style` defaults to `source_style`."""
-        return self.decoder_src(self.content_encoder(x_t), self._style(style, self.source_style, x_t.shape[0]))
-
-    @torch.no_grad()
-    def mean_style(self, encoder: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Mean style code [1, style_dim] of `images` ([N, 1, H, W], any device), computed batch-wise."""
-        if len(images) == 0:
-            raise ValueError("no images to compute a reference style from")
-        total = torch.zeros(1, self.style_dim, dtype=torch.float64, device=self.target_style.device)
-        for i in range(0, len(images), batch_size):
-            batch = images[i : i + batch_size].to(self.target_style.device, torch.float32)
-            total += encoder(batch).double().sum(dim=0, keepdim=True)
-        return (total / len(images)).to(self.target_style.dtype)
-
-    def set_reference_styles(self, source_images: torch.Tensor | None, target_images: torch.Tensor | None, batch_size: int = 64) -> None:
-        """Set `source_style` / `target_style` to the mean style codes of the given (training) images
-        ([N, 1, H, W] in [-1, 1], the translator's input range); None leaves that buffer as it is."""
-        if source_images is not None:
-            self.source_style.copy_(self.mean_style(self.style_encoder_src, source_images, batch_size))
-        if target_images is not None:
-            self.target_style.copy_(self.mean_style(self.style_encoder_tgt, target_images, batch_size))
-
-    def set_reference_style(self, target_images: torch.Tensor, batch_size: int = 64) -> None:
-        """Only `target_style` (what `forward` uses)."""
-        self.set_reference_styles(None, target_images, batch_size)
-
-
-# Registered by call rather than as a class decorator so type checkers keep the class type.
-architecture("disentangled_translator")(DisentangledTranslator)
 
 
 @register_translator
 class Disentangled(Translator):
     name: ClassVar[str] = "disentangled"
     needs: ClassVar[DataNeeds] = DataNeeds(source_images=True, target_images=True)
-    param_names: ClassVar[frozenset[str]] = frozenset(DEFAULTS) | {"intensity"}  # intensity: read by translation.run
+    params_type: ClassVar[type[TrainParams]] = DisentangledParams
+    params: DisentangledParams
 
-    def __init__(self, params: Mapping[str, Any], num_classes: int, precision: Precision) -> None:
-        super().__init__({**DEFAULTS, **params}, num_classes, precision)
+    def __init__(self, params: Mapping[str, Any] | TrainParams, num_classes: int, precision: Precision, *, inputs: Mapping[str, Path] | None = None) -> None:
+        super().__init__(params, num_classes, precision, inputs=inputs)
         p = self.params
-        kwargs = {k: int(p[k]) for k in ("dim", "n_res", "n_down", "style_dim", "mlp_dim")}
+        kwargs = {"dim": p.dim, "n_res": p.n_res, "n_down": p.n_down, "style_dim": p.style_dim, "mlp_dim": p.mlp_dim}
         self._arch = {"kind": "disentangled_translator", "kwargs": kwargs}
         self.translator = DisentangledTranslator(**kwargs).to(self.device)
-        self.d_t = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
-        self.d_s = PatchDiscriminator(int(p["ndf"]), int(p["d_layers"])).to(self.device)
+        self.d_t = PatchDiscriminator(p.ndf, p.d_layers).to(self.device)
+        self.d_s = PatchDiscriminator(p.ndf, p.d_layers).to(self.device)
         # Aliases of the generator-side networks (owned by the translator; GLUA reuses e_c).
         self.e_c = self.translator.content_encoder
         self.e_s_src, self.e_s_tgt = self.translator.style_encoder_src, self.translator.style_encoder_tgt
         self.g_src, self.g_tgt = self.translator.decoder_src, self.translator.decoder_tgt
-        adam = {"lr": float(p["lr"]), "betas": (float(p["beta1"]), 0.999), "weight_decay": float(p["weight_decay"])}
+        adam: dict[str, Any] = {"lr": p.lr, "betas": (p.beta1, 0.999), "weight_decay": p.weight_decay}
         self.opt_g = torch.optim.Adam(self.translator.parameters(), **adam)
         self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], **adam)
-        self.iterations = int(p["iterations"])
-        self.sched = {k: make_schedule(o, str(p["lr_schedule"]), self.iterations, float(p["decay_start"])) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
+        self.iterations = p.iterations
+        self.sched = {k: make_schedule(o, p.lr_schedule, self.iterations, p.decay_start) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
         # Pools and random styles draw from their own checkpointed generators. Their seed is
-        # params["seed"] if given, else drawn from the global RNG, which the experiment seed fixes.
-        seed = int(p["seed"]) if "seed" in p else int(torch.randint(2**31 - 1, (1,)))
-        self.pool_t, self.pool_s = ImagePool(int(p["pool_size"]), seed + 1), ImagePool(int(p["pool_size"]), seed + 2)
+        # the runner's seed if given, else drawn from the global RNG, which the experiment seed fixes.
+        seed = p.seed if p.seed is not None else int(torch.randint(2**31 - 1, (1,)))
+        self.pool_t, self.pool_s = ImagePool(p.pool_size, seed + 1), ImagePool(p.pool_size, seed + 2)
         self.style_gen = torch.Generator().manual_seed(seed + 3)
-        self.batch_size = int(p["batch_size"])
+        self.batch_size = p.batch_size
 
     def networks(self) -> Mapping[str, nn.Module]:
         return {"translator": self.translator, "d_t": self.d_t, "d_s": self.d_s}
@@ -353,11 +200,11 @@ class Disentangled(Translator):
             "g_adv_s": lsgan_generator(self.d_s(x_ts)),
         }
         terms["g_total"] = (
-            float(p["lambda_x"]) * (terms["recon_x_s"] + terms["recon_x_t"])
-            + float(p["lambda_c"]) * (terms["recon_c_s"] + terms["recon_c_t"])
-            + float(p["lambda_s"]) * (terms["recon_style_t"] + terms["recon_style_s"])
-            + float(p["lambda_cycle"]) * (terms["cycle_s"] + terms["cycle_t"])
-            + float(p["lambda_gan"]) * (terms["g_adv_t"] + terms["g_adv_s"])
+            p.lambda_x * (terms["recon_x_s"] + terms["recon_x_t"])
+            + p.lambda_c * (terms["recon_c_s"] + terms["recon_c_t"])
+            + p.lambda_s * (terms["recon_style_t"] + terms["recon_style_s"])
+            + p.lambda_cycle * (terms["cycle_s"] + terms["cycle_t"])
+            + p.lambda_gan * (terms["g_adv_t"] + terms["g_adv_s"])
         )
         return terms, x_st, x_ts
 

@@ -12,10 +12,12 @@ import torch
 
 from xmodseg.atomic import write_json
 from xmodseg.slices import SliceSet, training_slices
-from xmodseg.training.fit import cache_ids, data_record, fit_method, write_model
+from xmodseg.training.budget import cache_ids, data_record
+from xmodseg.training.fit import fit_method, write_model
+from xmodseg.training.inputs import resolve_inputs
 from xmodseg.training.intensity import UnitRange, unit_range_for
 from xmodseg.translation.apply import preview_grid, translate_cache, translation_quality
-from xmodseg.translation.base import TrainData
+from xmodseg.translation.base import TrainData, Translator
 from xmodseg.translation.registry import get_translator
 
 
@@ -37,9 +39,13 @@ def train_translator(
     quality_path: str | os.PathLike[str],
     preview_path: str | os.PathLike[str],
     stop_at: int | None = None,
+    inputs: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> dict[str, Any]:
+    """`inputs` (role -> path): the translator's declared inputs, hashed into the resume hash and
+    the sidecar like a method's (xmodseg.training.inputs)."""
     cls = get_translator(translator)
     cls.check_params(params, f"train parameters of translator {translator}")  # before any data is read
+    resolved = resolve_inputs(cls, inputs, "--input")
     source = training_slices(source_cache, with_labels=False)
     target = training_slices(target_cache, with_labels=False)
     mode = str(params.get("intensity", "auto"))
@@ -57,8 +63,10 @@ def train_translator(
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,
         stop_at=stop_at,
+        inputs=resolved,
     )
     method = trained.method
+    assert isinstance(method, Translator)
     for net in method.networks().values():
         net.eval()
     method.prepare_inference(data)

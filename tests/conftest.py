@@ -115,12 +115,14 @@ def make_tiny_project(dest: Path, config: dict, name: str = "tiny.yaml", extra: 
     return dest
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def slurm_controller():
-    """Keep single-node SLURM up for the whole session where it can run (tests/slurm_cluster.py):
-    with SLURM's client tools installed, every Snakemake start asks the controller for its config
-    (the executor plugin) and stalls ~10 s when none answers. Yields None, or why SLURM is off."""
-    from tests import slurm_cluster
+    """Single-node SLURM, up for the rest of the session where it can run (tests/slurm/slurm_cluster.py).
+    Opt-in: tests/slurm needs it, and so does every test module that starts Snakemake (they say
+    `pytestmark = pytest.mark.usefixtures("slurm_controller")`), because with SLURM's client tools
+    installed every Snakemake start asks the controller for its config (the executor plugin) and
+    stalls ~10 s when none answers. Yields None, or why SLURM is off."""
+    from tests.slurm import slurm_cluster
 
     reason = slurm_cluster.unavailable_reason()
     if reason is not None:
@@ -137,6 +139,6 @@ def slurm_controller():
 @pytest.fixture(scope="session")
 def gpu_local_run(tmp_path_factory) -> Path:
     """The tiny GPU workflow run locally with --resources gpu=2 (shared by the GPU and SLURM tests)."""
-    from tests.gpu_workflow import run_local
+    from tests.workflow.gpu_workflow import run_local
 
     return run_local(tmp_path_factory.mktemp("gpu") / "project")

@@ -1,0 +1,169 @@
+"""Every shipped config validates and plans (snakemake -n) without its data: the real-data
+protocols need only data, not code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, make_tiny_project
+from xmodseg.config import WorkflowConfig
+from xmodseg.config import resolve as R
+from xmodseg.errors import ConfigError
+from xmodseg.methods import METHODS
+from xmodseg.training.trainable import DataNeeds, InputSpec
+from xmodseg.translation.registry import TRANSLATORS
+
+pytestmark = pytest.mark.usefixtures("slurm_controller")  # Snakemake starts here: see tests/conftest.py
+
+BIN = Path(sys.executable).parent
+CONFIGS = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "datasets.yaml")
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory) -> Path:
+    return make_tiny_project(tmp_path_factory.mktemp("configs") / "p", {}, "unused.yaml")
+
+
+@pytest.mark.parametrize("name", [*CONFIGS, "mmwhs_sifa.yaml:mmwhs_sifa_release"])
+def test_config_plans(copy, name):
+    name, _, dataset = name.partition(":")
+    cfg = copy / "config" / name
+    if dataset:  # the same protocol on the SIFA release: one line differs
+        text = (REPO / "config" / name).read_text().replace("dataset: mmwhs ", f"dataset: {dataset} ", 1)
+        cfg = copy / "config" / f"_{dataset}.yaml"
+        cfg.write_text(text)
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", str(cfg.relative_to(copy))], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "rule all" in out or "localrule all" in out
+    if name in ("mmwhs_sifa.yaml", "abdomen_sifa.yaml"):
+        assert "rule fetch_source:" in out and "import_ct" in out
+        # one prepare_cache rule; the release's cache is built from its download (the marker), by source kind
+        prepare = [line for line in out.splitlines() if "xmodseg prepare-cache" in line]
+        assert len(prepare) == 2 and all(("--marker data/downloads/" in line) == bool(dataset) for line in prepare), prepare
+
+
+# ---- planning-time checks of the typed config (xmodseg.config) ----------------------------------
+
+SEG = {"iterations": 2}
+CYCLEGAN = {"translator": "cyclegan", "source": "mr", "target": "ct", "seeds": [0], "train": {"iterations": 2}}
+
+
+class _Toy:
+    """A method declared only by its class attributes (what the planner reads)."""
+
+    name = "toy"
+    needs = DataNeeds(source_labels=True, target_images=True, target_labels=True, assistant_labels=True)
+    inputs = {"teacher": InputSpec("experiment_model"), "translator": InputSpec("translator_model", optional=True, same_direction=False)}
+    translated_source = False
+
+    @classmethod
+    def check_params(cls, params, where):
+        return None
+
+
+class _Supervised(_Toy):
+    name = "supervised_twin"  # trained with all target labels, but not called "oracle"
+    needs = DataNeeds(source_images=False, target_images=True, target_labels=True)
+    inputs = {}
+
+
+class _Assisted(_Supervised):
+    name = "assisted_twin"
+    needs = DataNeeds(source_images=False, target_images=True, target_labels=True, assistant_labels=True)
+
+
+class _Methods:
+    """The real methods plus the toys (the registry protocol: names() and get())."""
+
+    extra = {c.name: c for c in (_Toy, _Supervised, _Assisted)}
+
+    def names(self):
+        return sorted([*METHODS.names(), *self.extra])
+
+    def get(self, name):
+        return self.extra.get(name) or METHODS.get(name)
+
+
+def _plan(tiny_dataset, experiments, translators=None, report=None):
+    raw = {"registry": str(tiny_dataset), "dataset": "tiny", "preprocess": {}, "experiments": experiments,
+           "translators": translators if translators is not None else {"cyclegan_mr2ct": CYCLEGAN}, **({"report": report} if report else {})}
+    return WorkflowConfig.from_dict(raw, methods=_Methods(), translators=TRANSLATORS)
+
+
+def _exp(method, **extra):
+    return {"method": method, "source": "mr", "target": "ct", "seeds": [0], "train": SEG, **extra}
+
+
+def test_declared_inputs_resolve_to_paths_for_rules_and_dvc(tiny_dataset):
+    cfg = _plan(tiny_dataset, {"twin": _exp("supervised_twin"), "toy": _exp("toy", inputs={"teacher": "twin", "translator": "cyclegan_mr2ct"},
+                                                                            labels={"target": "subset", "fraction": 0.5, "assistant": "mr"})})
+    assert R.input_paths(cfg, "toy") == {"teacher": "results/models/tiny/twin/seed0/model.pt", "translator": "results/translators/tiny/cyclegan_mr2ct/seed0/model.pt"}
+    assert R.experiment_inputs(cfg, "toy") == {
+        "source": "data/prepared/tiny/mr", "target": "data/prepared/tiny/ct", "assistant": "data/prepared/tiny/mr",
+        "input_teacher": "results/models/tiny/twin/seed0/model.pt", "input_translator": "results/translators/tiny/cyclegan_mr2ct/seed0/model.pt",
+    }
+    assert cfg.experiments["toy"].labels.as_arg() == {"target": "subset", "fraction": 0.5, "assistant": "mr"}  # what --labels gets
+    # the anatomy check's reference: the first experiment on the target with all its target labels, whatever its method is called
+    assert R.anatomy_reference(cfg, "ct") == "results/models/tiny/twin/seed0/model.pt" and R.anatomy_reference(cfg, "mr") is None
+
+
+@pytest.mark.parametrize(
+    ("experiments", "key"),
+    [
+        ({"s": _exp("sifa", inputs={"warm_up": "cyclegan_mr2ct"})}, r"experiments\.s\.inputs\.warm_up: method sifa takes no input 'warm_up' \(it declares: warm_start\)"),
+        ({"s": _exp("sifa", inputs={"warm_start": "nope"})}, r"experiments\.s\.inputs\.warm_start: 'nope' is not an entry of translators"),
+        ({"s": _exp("sifa", inputs={"warm_start": "dis_mr2ct"})}, r"experiments\.s\.inputs\.warm_start: translators\.dis_mr2ct is a disentangled translator; this input takes cyclegan"),
+        ({"s": _exp("sifa", source="ct", target="mr", inputs={"warm_start": "cyclegan_mr2ct"})}, r"experiments\.s\.inputs\.warm_start: 'cyclegan_mr2ct' goes mr->ct, the experiment ct->mr"),
+        ({"s": _exp("source_only", inputs={"warm_start": "cyclegan_mr2ct"})}, r"experiments\.s\.inputs\.warm_start: method source_only takes no input .*declares no inputs"),
+        ({"t": _exp("toy", labels={"target": "all"})}, r"experiments\.t\.inputs\.teacher: required by method toy"),
+        ({"t": _exp("toy", inputs={"teacher": "t"}, labels={"target": "all"})}, r"experiments\.t\.inputs\.teacher: 't' is not another entry of experiments"),
+        ({"a": _exp("toy", inputs={"teacher": "b"}, labels={"target": "all"}), "b": _exp("toy", inputs={"teacher": "a"}, labels={"target": "all"})},
+         r"experiments\.a\.inputs: a cycle .*\(a -> b -> a\)"),
+        ({"t": _exp("translate_then_segment")}, r"experiments\.t\.translator: required for method translate_then_segment"),
+    ],
+)
+def test_declared_input_mistakes_name_the_key(tiny_dataset, experiments, key):
+    translators = {"cyclegan_mr2ct": CYCLEGAN, "dis_mr2ct": {**CYCLEGAN, "translator": "disentangled"}}
+    with pytest.raises(ConfigError, match=key):
+        _plan(tiny_dataset, experiments, translators)
+
+
+@pytest.mark.parametrize(
+    ("labels", "method", "key"),
+    [
+        ({"target": "subset", "fraction": 0.5}, "source_only", r"labels\.target: method source_only uses no target labels"),
+        ({"target": "none"}, "oracle", r"labels\.target: method oracle trains on target labels"),
+        ({"target": "subset"}, "oracle", r"labels: target: subset needs exactly one of `fraction`"),
+        ({"target": "subset", "fraction": 0.5, "cases": ["1"]}, "oracle", r"labels: target: subset needs exactly one of"),
+        ({"target": "all", "cases": ["1"]}, "oracle", r"labels: `fraction` / `cases` apply only with target: subset"),
+        ({"target": "subset", "cases": ["4"]}, "oracle", r"labels\.cases: '4' is a test case of 'ct'"),
+        ({"target": "subset", "cases": ["9"]}, "oracle", r"labels\.cases: '9' is not a case of modality 'ct'"),
+        ({"assistant": "mr"}, "oracle", r"labels\.assistant: method oracle does not use a second labelled modality"),
+        ({"target": "all", "assistant": "ct"}, "assisted_twin", r"labels\.assistant: 'ct' must be a modality of data set 'tiny' other than the target"),
+    ],
+)
+def test_label_budget_mistakes_name_the_key(tiny_dataset, labels, method, key):
+    with pytest.raises(ConfigError, match=rf"experiments\.e\.{key}"):
+        _plan(tiny_dataset, {"e": _exp(method, labels=labels)})
+
+
+def test_label_budget_defaults_follow_the_declared_needs(tiny_dataset):
+    cfg = _plan(tiny_dataset, {"o": _exp("oracle"), "s": _exp("source_only"), "c": _exp("oracle", labels={"target": "subset", "cases": [1, "2"], "seed": 3})})
+    assert cfg.experiments["o"].labels.target == "all" and cfg.experiments["s"].labels.target == "none"
+    c = cfg.experiments["c"].labels
+    assert (c.target, c.cases, c.seed, c.as_arg()["cases"]) == ("subset", ("1", "2"), 3, ["1", "2"])  # ids as strings
+
+
+def test_a_bad_input_stops_snakemake_while_planning(copy):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["experiments"]["sifa_mr2ct"]["inputs"] = {"warm_start": "cyclegan_ct2mr"}
+    (copy / "config" / "_bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", "config/_bad.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "experiments.sifa_mr2ct.inputs.warm_start: 'cyclegan_ct2mr' goes ct->mr, the experiment mr->ct" in proc.stdout + proc.stderr

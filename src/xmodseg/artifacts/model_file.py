@@ -145,7 +145,6 @@ class Sidecar:
     method: str | None = None
     translator: str | None = None
     selection: str | None = None
-    warm_start: dict[str, Any] | None = None  # sidecars written before declared inputs
     intensity_ranges: dict[str, Any] | None = None
     uses_target_labels_for_training: bool | None = None
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # declared inputs: role -> {path, sha256}
@@ -189,7 +188,7 @@ class Sidecar:
 
 # today's writers: a method's run, a translator's, then training.fit.write_model's common part
 _SIDE_ORDER = (
-    "method", "translator", "seed", "params", "selection", "warm_start", "intensity_ranges", "uses_target_labels_for_training",
+    "method", "translator", "seed", "params", "selection", "intensity_ranges", "uses_target_labels_for_training",
     "labels", "data", "config_hash", "loop", "snapshot_iterations", "precision", "inputs", "method_record", "device",
     "model_sha256", "provenance",
 )  # fmt: skip

@@ -229,12 +229,12 @@ def test_sidecar_reads_back_keeps_unknown_keys_and_writes_the_same_bytes(evaluat
     assert _resaved(tmp_path, path, Sidecar) == path.read_bytes()
     side = Sidecar.of_model(evaluated["model"])
     assert side.method == "source_only" and side.model_sha256 == evaluated["sidecar"]["model_sha256"]
-    # an older sidecar (warm_start: null, no inputs) and one with a key this class does not know
+    # an older sidecar (no inputs, a retired key) with a key this class does not know: both kept as they are
     old = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("inputs", "labels")}
-    old = {"method": old.pop("method"), "warm_start": None, **old, "new_field": {"x": 1}}
+    old = {"method": old.pop("method"), "retired_field": None, **old, "new_field": {"x": 1}}
     (tmp_path / "old.json").write_text(json.dumps(old, indent=2) + "\n")
     side = Sidecar.load(tmp_path / "old.json")
-    assert side.extra == {"new_field": {"x": 1}} and side.inputs == {} and side.to_dict() == old and list(side.to_dict()) == list(old)
+    assert side.extra == {"retired_field": None, "new_field": {"x": 1}} and side.inputs == {} and side.to_dict() == old and list(side.to_dict()) == list(old)
     (tmp_path / "bad.json").write_text(json.dumps({k: v for k, v in old.items() if k != "config_hash"}))
     with pytest.raises(InputDataError, match=rf"{tmp_path / 'bad.json'}: missing key\(s\) config_hash"):
         Sidecar.load(tmp_path / "bad.json")

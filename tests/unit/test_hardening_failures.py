@@ -18,6 +18,8 @@ import xmodseg
 from xmodseg.atomic import atomic_dir, atomic_path
 from xmodseg.environment import git_info
 
+pytestmark = pytest.mark.usefixtures("slurm_controller")  # Snakemake starts here: see tests/conftest.py
+
 SRC = str(Path(xmodseg.__file__).resolve().parents[1])
 
 # A writer in another process: it opens atomic_dir/atomic_path on argv[1], writes, prints the
@@ -28,7 +30,6 @@ import os, signal, sys, time
 from pathlib import Path
 from xmodseg.atomic import atomic_dir, atomic_path
 
-pytestmark = pytest.mark.usefixtures("slurm_controller")  # Snakemake starts here: see tests/conftest.py
 final, kind, fate = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 if fate == "between":
     real, calls = os.replace, []

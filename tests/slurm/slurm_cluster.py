@@ -16,7 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-MARKER = "# written by xmodseg tests/slurm/slurm_cluster.py"
+# Kept as first written (before the tests moved to tests/slurm/): it marks files these tests own.
+MARKER = "# written by xmodseg tests/slurm_cluster.py"
 CONF = Path("/etc/slurm/slurm.conf")
 GRES = Path("/etc/slurm/gres.conf")
 PIDS = {"slurmd": Path("/run/slurmd.pid"), "slurmctld": Path("/run/slurmctld.pid"), "munged": Path("/run/munge/munged.pid")}

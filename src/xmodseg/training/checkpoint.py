@@ -138,7 +138,7 @@ def resume_checkpoint(folder: str | os.PathLike[str], config_hash: str) -> Resum
 
 
 def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, pickle.UnpicklingError):  # torch's text suggests weights_only=False: never do that here
+    if isinstance(exc, pickle.UnpicklingError):  # torch suggests turning safe loading off: never here
         return "not plain tensors and data, or not a torch file at all; nothing in it was run"
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else "no message"

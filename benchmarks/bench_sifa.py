@@ -1,29 +1,53 @@
-"""Seconds per SIFA iteration at the demo scale and at the paper scale, and the share of a step
-spent drawing batches from the in-memory slice cache ("data loading").
+"""Seconds per SIFA iteration, ours and a straight-line loop of the same networks and losses, in fp32
+and with the opt-in fast settings, measured in one process with the variants interleaved (so a busy
+machine slows all of them alike); medians and ratios. Also the share of our step spent drawing
+batches from the in-memory slice cache ("data loading").
 
-Demo: the `sifa_demo` preset (80x80, batch 4, width 0.25, G_t ngf 16 / 6 blocks as the warm start).
-Paper: 256x256, batch 8 (+8 target), width 1.0 (G_t ngf 32 / 9 blocks, E up to 512 channels).
-One iteration is seven optimizer steps (G_t, D_t, E+C, U, D_s, D_p1, D_p2), each on a fresh
-forward pass, as the official code.
+Scales: `demo` is the `sifa_demo` preset (80x80, batch 4+4, width 0.25, G_t ngf 16 / 6 blocks as the
+warm start, ndf 32); `paper` is 256x256, batch 8+8, width 1.0 (G_t ngf 32 / 9 blocks, E up to 512
+channels). One iteration is seven optimizer steps (G_t, D_t, E+C, U, D_s, D_p1, D_p2), each on a
+fresh forward pass, as the official code.
+
+Settings (train-block switches, see README "SIFA"): `fp32` is the presets' `amp: "off"`; `bf16` adds
+bf16 autocast; `fast` is bf16 + channels_last + fused Adam; `fast_compile` adds torch.compile, whose
+compile time (the first iterations) is printed and amortised over `--amortise` iterations.
+
+The straight-line loop is the same seven updates written out by hand on the same network objects:
+no loss-term dict, image pools, schedulers, loss reads or checkpoints; it shows what our loop costs
+on top of the arithmetic.
+
+    python benchmarks/bench_sifa.py --scales demo --iters 7
+    python benchmarks/bench_sifa.py --scales paper --iters 2 --settings fp32 fast
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from xmodseg.methods.sifa import Sifa
+from xmodseg.methods.sifa_losses import l2_weight_decay, segmentation_loss
+from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.slices import SliceSet
-from xmodseg.training.device import choose_device, choose_precision
+from xmodseg.training.device import choose_device, choose_precision, to_device
 from xmodseg.training.trainable import TrainData
 
 SCALES: dict[str, tuple[int, dict[str, Any]]] = {
     "demo": (80, {"batch_size": 4, "width": 0.25, "generator": {"ngf": 16, "n_blocks": 6, "skip": False}, "ndf": 32}),
     "paper": (256, {"batch_size": 8, "width": 1.0}),
+}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "fp32": {"amp": "off"},
+    "bf16": {"amp": "bf16"},
+    "bf16_cl": {"amp": "bf16", "channels_last": True},
+    "fast": {"amp": "bf16", "channels_last": True, "optimizer_impl": "fused"},
+    "fast_compile": {"amp": "bf16", "channels_last": True, "optimizer_impl": "fused", "compile": True},
 }
 NUM_CLASSES = 5
 
@@ -40,41 +64,153 @@ class TimedSliceSet(SliceSet):
         return out
 
 
-def bench(size: int, params: dict[str, Any], iters: int, amp: str) -> tuple[float, float]:
-    precision = choose_precision(choose_device("auto"), amp)
-    method = Sifa({**params, "iterations": iters}, NUM_CLASSES, precision)
+def build(size: int, params: dict[str, Any], setting: dict[str, Any]) -> tuple[Sifa, TrainData]:
+    torch.manual_seed(0)
+    precision = choose_precision(choose_device("auto"), setting.get("amp", "off"))
+    method = Sifa({**params, **setting, "iterations": 10_000}, NUM_CLASSES, precision)
+    g = torch.Generator().manual_seed(0)
     n = 64
-    images = lambda: torch.randn(n, 1, size, size)  # noqa: E731
-    labels = torch.randint(NUM_CLASSES, (n, size, size))
-    data = method.prepare(TrainData(TimedSliceSet(images(), labels, ("s",), "mr"), TimedSliceSet(images(), None, ("t",), "ct")))
-    data = TrainData(TimedSliceSet(data.source.images, data.source.labels, ("s",), "mr"), TimedSliceSet(data.target.images, None, ("t",), "ct"))
-    gen = torch.Generator().manual_seed(0)
-    method.train_step(data, gen, 0)  # warm-up (allocations, cuDNN autotune)
-    times, loading = [], []
-    for i in range(iters):
-        TimedSliceSet.spent[0] = 0.0
-        t0 = time.perf_counter()
-        method.train_step(data, gen, i)
-        if precision.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-        loading.append(TimedSliceSet.spent[0])
-    return statistics.median(times), sum(loading) / sum(times)
+    src = SliceSet(torch.randn(n, 1, size, size, generator=g), torch.randint(NUM_CLASSES, (n, size, size), generator=g), ("s",), "mr")
+    data = method.prepare(TrainData(src, SliceSet(torch.randn(n, 1, size, size, generator=g), None, ("t",), "ct")))
+    assert data.source is not None and data.target is not None
+    timed = TrainData(TimedSliceSet(data.source.images, data.source.labels, ("s",), "mr"), TimedSliceSet(data.target.images, None, ("t",), "ct"))
+    return method, timed
+
+
+def straight_step(m: Sifa, data: TrainData, sampler: torch.Generator) -> None:
+    """One full-SIFA iteration written out: the same forward passes, losses and updates as
+    `Sifa.train_step` with the default switches, and nothing else."""
+    assert data.source is not None and data.target is not None and m.d_p1 is not None and m.d_p2 is not None
+    d_p1, d_p2 = m.d_p1, m.d_p2
+    p, cl, autocast = m.params, m.params.channels_last, m.precision.autocast
+    x_s, y_s = data.source.sample(m.batch_size, sampler)
+    x_t = data.target.sample(m.batch_size, sampler)[0]
+    assert y_s is not None
+    x_s, y_s, x_t = to_device(x_s, m.device, cl), y_s.to(m.device), to_device(x_t, m.device, cl)
+    nets = [m.g_t, m.seg, m.dec, m.d_t, m.d_s, d_p1, d_p2]
+    lam = p.lambda_cycle
+
+    def update(net: torch.nn.Module, name: str, loss_fn: Callable[[], torch.Tensor]) -> None:
+        for n in nets:
+            n.requires_grad_(n is net)
+        with autocast():
+            loss = loss_fn()
+        m.opts[name].zero_grad(set_to_none=True)
+        loss.backward()
+        m.opts[name].step()
+
+    def g_loss() -> torch.Tensor:
+        with torch.no_grad():
+            x_ts = m.dec(m.seg.encoder(x_t)[0], x_t)
+        x_st = m.g_t(x_s)
+        out["x_st"] = x_st
+        return lam * (l1(m.dec(m.seg.encoder(x_st)[0], x_st), x_s) + l1(m.g_t(x_ts), x_t)) + lsgan_generator(m.d_t(x_st))
+
+    def seg_loss() -> torch.Tensor:
+        with torch.no_grad():
+            x_st = m.g_t(x_s)
+        f_st, main_st, aux_st = m.seg.logits(x_st)
+        f_t, main_t, aux_t = m.seg.logits(x_t)
+        assert aux_st is not None and aux_t is not None
+        x_ts = m.dec(f_t, x_t)
+        scores = m.d_s(x_ts)
+        decoder = lam * (l1(m.dec(f_st, x_st), x_s) + l1(m.g_t(x_ts), x_t)) + lsgan_generator(scores[:, :1])
+        out["x_st"] = x_st
+        return (
+            segmentation_loss(main_st, y_s) + p.weight_decay * l2_weight_decay([m.seg]) + p.lambda_seg_aux * segmentation_loss(aux_st, y_s)
+            + p.lambda_encoder_image * decoder + p.lambda_adv_aux * lsgan_generator(scores[:, 1:])
+            + p.lambda_adv_p1 * lsgan_generator(d_p1(main_t)) + p.lambda_adv_p2 * lsgan_generator(d_p2(aux_t))
+        )
+
+    def u_loss() -> torch.Tensor:
+        with torch.no_grad():
+            f_st, out["main_st"], out["aux_st"] = m.seg.logits(out["x_st"])
+            f_t, out["main_t"], out["aux_t"] = m.seg.logits(x_t)
+        x_ts, x_sts = m.dec(f_t, x_t), m.dec(f_st, out["x_st"])
+        out["x_ts"], out["x_sts"] = x_ts, x_sts
+        return lam * (l1(x_sts, x_s) + l1(m.g_t(x_ts), x_t)) + lsgan_generator(m.d_s(x_ts)[:, :1])
+
+    def d_s_loss() -> torch.Tensor:
+        fake = m.d_s(out["x_ts"].detach())
+        return lsgan_discriminator(m.d_s(x_s)[:, :1], fake[:, :1]) + lsgan_discriminator(m.d_s(out["x_sts"].detach())[:, 1:], fake[:, 1:])
+
+    out: dict[str, Any] = {}
+    update(m.g_t, "g_t", g_loss)
+    update(m.d_t, "d_t", lambda: lsgan_discriminator(m.d_t(x_t), m.d_t(out["x_st"].detach())))
+    update(m.seg, "seg", seg_loss)
+    update(m.dec, "dec", u_loss)
+    update(m.d_s, "d_s", d_s_loss)
+    update(d_p1, "d_p1", lambda: lsgan_discriminator(d_p1(out["main_st"]), d_p1(out["main_t"])))
+    update(d_p2, "d_p2", lambda: lsgan_discriminator(d_p2(out["aux_st"]), d_p2(out["aux_t"])))
+    for n in nets:
+        n.requires_grad_(True)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def run_scale(scale: str, settings: list[str], straight: list[str], iters: int, amortise: int) -> None:
+    size, params = SCALES[scale]
+    built = {s: build(size, params, SETTINGS[s]) for s in settings}
+    gens = {s: torch.Generator().manual_seed(0) for s in settings}
+    variants: list[tuple[str, str, Callable[[], Any]]] = []
+    for s, (m, data) in built.items():
+        variants.append((s, "ours", lambda m=m, data=data, s=s: m.train_step(data, gens[s], 0)))
+        if s in straight:
+            variants.append((s, "straight", lambda m=m, data=data, s=s: straight_step(m, data, gens[s])))
+    first: dict[tuple[str, str], float] = {}
+    for s, kind, fn in variants:  # warm-up: allocations, oneDNN primitive caches, compilation
+        first[s, kind] = timed(fn, built[s][0].device)
+    times: dict[tuple[str, str], list[float]] = {(s, k): [] for s, k, _ in variants}
+    loading: dict[str, list[float]] = {s: [] for s in settings}
+    print(f"{scale} first iterations: " + ", ".join(f"{s}/{k} {t:.1f} s" for (s, k), t in first.items()), file=sys.stderr, flush=True)
+    for r in range(iters):  # interleaved: every round times each variant once
+        for s, kind, fn in variants:
+            TimedSliceSet.spent[0] = 0.0
+            times[s, kind].append(timed(fn, built[s][0].device))
+            if kind == "ours":
+                loading[s].append(TimedSliceSet.spent[0] / times[s, kind][-1])
+        print(f"{scale} round {r + 1}: " + ", ".join(f"{s}/{k} {t[-1]:.2f} s" for (s, k), t in times.items()), file=sys.stderr, flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med.get(("fp32", "ours"))
+    base_straight = med.get(("fp32", "straight"))
+    p = params
+    print(f"\n{scale}: sifa {size}x{size}, batch {p['batch_size']}+{p['batch_size']}, width {p['width']}, {torch.get_num_threads()} thread(s), "
+          f"{iters} interleaved rounds, medians")
+    print(f"{'setting':13s} {'loop':9s} {'s/it':>8s} {'min':>8s} {'max':>8s} {'first it':>9s} {'ours/straight':>14s} {'x fp32 ours':>12s} {'x fp32 straight':>16s} {'loading':>8s}")
+    for (s, kind), t in med.items():
+        ratio = f"{t / med[s, 'straight']:.2f}" if kind == "ours" and (s, "straight") in med else ""
+        vs_ours = f"{base / t:.2f}" if base else ""
+        vs_straight = f"{base_straight / t:.2f}" if base_straight else ""
+        share = f"{100 * statistics.median(loading[s]):.2f}%" if kind == "ours" else ""
+        print(f"{s:13s} {kind:9s} {t:8.3f} {min(times[s, kind]):8.3f} {max(times[s, kind]):8.3f} {first[s, kind]:9.1f} {ratio:>14s} {vs_ours:>12s} {vs_straight:>16s} {share:>8s}")
+    for s in settings:
+        if SETTINGS[s].get("compile"):
+            compile_s = first[s, "ours"] - med[s, "ours"]
+            total, eager = compile_s + amortise * med[s, "ours"], amortise * med.get(("fast", "ours"), med[s, "ours"])
+            print(f"{s}: compile time ~{compile_s:.0f} s (first iteration minus the median); over {amortise} iterations "
+                  f"{total:.0f} s vs {eager:.0f} s without compile ({'pays' if total < eager else 'does not pay'})")
+    print("x fp32 ours: speed-up over our fp32 iteration; x fp32 straight: over the straight-line fp32 loop (higher is faster)")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iters", type=int, default=5)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=5, help="timed rounds (each times every variant once)")
     ap.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    ap.add_argument("--settings", nargs="+", default=["fp32", "bf16", "fast"], choices=list(SETTINGS))
+    ap.add_argument("--straight", nargs="*", default=["fp32", "fast"], choices=list(SETTINGS), help="settings that also get the straight-line loop")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--amortise", type=int, default=500, help="iterations over which a compile is paid (the demo's 500)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for scale in args.scales:
-        size, params = SCALES[scale]
-        s_it, share = bench(size, params, args.iters, args.amp)
-        print(
-            f"{scale:5s} sifa {size}x{size} batch {params['batch_size']} width {params['width']}: "
-            f"{s_it:.3f} s/it, data loading {100 * share:.2f}% of a step ({torch.get_num_threads()} threads)"
-        )
+        run_scale(scale, args.settings, [s for s in args.straight if s in args.settings], args.iters, args.amortise)
 
 
 if __name__ == "__main__":

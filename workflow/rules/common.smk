@@ -19,7 +19,8 @@ from xmodseg.translation.registry import TRANSLATORS
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-CFG = WorkflowConfig.from_dict(config, methods=METHODS, translators=TRANSLATORS)  # ConfigError naming the key
+# The registries' declarations (cached: planning imports no method module, hence no torch).
+CFG = WorkflowConfig.from_dict(config, methods=METHODS.declared, translators=TRANSLATORS.declared)  # ConfigError naming the key
 DS = CFG.dataset.name
 ENV = "../../envs/xmodseg.yaml"
 

@@ -8,12 +8,13 @@ runs, not after hours of training.
 
 This module sits below `methods/` and `translation/`, so it never imports them: the caller hands in
 the two registries (`xmodseg.methods.METHODS`, `xmodseg.translation.registry.TRANSLATORS`), whose
-classes are read through the small protocols below.
+classes are read through the small protocols below. Planning hands in their `.declared` views (the
+same attributes, cached as data by xmodseg.plugins), so that it imports no method module and no torch.
 
 Example:
     >>> from xmodseg.methods import METHODS
     >>> from xmodseg.translation.registry import TRANSLATORS
-    >>> cfg = WorkflowConfig.from_dict(validated, methods=METHODS, translators=TRANSLATORS)  # doctest: +SKIP
+    >>> cfg = WorkflowConfig.from_dict(validated, methods=METHODS.declared, translators=TRANSLATORS.declared)  # doctest: +SKIP
     >>> cfg.experiments["toy_mr2ct"].inputs["teacher"]  # doctest: +SKIP
     InputRef(role='teacher', name='supervised_mr2ct', kind='experiment_model', seed=0)
 """

@@ -25,6 +25,10 @@ Intensities (`intensity`): on the SIFA release the caches already hold SIFA's fi
 with its training slices' 0.5/99.5 percentiles and clamped (`percentile`; the clamped fraction is
 logged). The mode and ranges go into the model file and the sidecar. The SIFA presets train in
 fp32 (`amp: "off"`), as the official code does.
+
+Speed switches (TrainParams, all off by default): `amp: bf16`, `channels_last`, `compile` (G_t, E,
+U and the discriminators; the classifiers are 1x1 convolutions), `optimizer_impl: fused`.
+`benchmarks/bench_sifa.py` measures them.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
 from xmodseg.nn.pool import ImagePool
 from xmodseg.nn.sifa import SifaDecoder, SifaSegmenter, scaled
 from xmodseg.slices import SliceSet
-from xmodseg.training.device import Precision
+from xmodseg.training.device import Precision, compile_networks, optimizer_options, prepare_networks, to_device
 from xmodseg.training.intensity import MODES, UnitRange, unit_range_for
 from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
@@ -134,17 +138,22 @@ class Sifa(SegmentationMethod):
         align_p = p.align_predictions
         self.d_p1 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p else None
         self.d_p2 = PatchDiscriminator(ndf, layers, in_channels=num_classes).to(self.device) if align_p and p.deep_supervision else None
-        lr, gan_betas = p.lr, (p.beta1, 0.999)
+        prepare_networks(self.networks().values(), channels_last=p.channels_last)
+        lr, gan_betas, impl = p.lr, (p.beta1, 0.999), optimizer_options(p.optimizer_impl, self.device)
         self.opts: dict[str, torch.optim.Optimizer] = {
-            "g_t": torch.optim.Adam(self.g_t.parameters(), lr=lr, betas=gan_betas),
-            "d_t": torch.optim.Adam(self.d_t.parameters(), lr=lr, betas=gan_betas),
-            "seg": torch.optim.Adam(self.seg.parameters(), lr=float(p.lr_seg or lr), betas=(0.9, 0.999)),
-            "dec": torch.optim.Adam(self.dec.parameters(), lr=lr, betas=gan_betas),
-            "d_s": torch.optim.Adam(self.d_s.parameters(), lr=lr, betas=gan_betas),
+            "g_t": torch.optim.Adam(self.g_t.parameters(), lr=lr, betas=gan_betas, **impl),
+            "d_t": torch.optim.Adam(self.d_t.parameters(), lr=lr, betas=gan_betas, **impl),
+            "seg": torch.optim.Adam(self.seg.parameters(), lr=float(p.lr_seg or lr), betas=(0.9, 0.999), **impl),
+            "dec": torch.optim.Adam(self.dec.parameters(), lr=lr, betas=gan_betas, **impl),
+            "d_s": torch.optim.Adam(self.d_s.parameters(), lr=lr, betas=gan_betas, **impl),
         }
         for name, disc in (("d_p1", self.d_p1), ("d_p2", self.d_p2)):
             if disc is not None:
-                self.opts[name] = torch.optim.Adam(disc.parameters(), lr=lr, betas=gan_betas)
+                self.opts[name] = torch.optim.Adam(disc.parameters(), lr=lr, betas=gan_betas, **impl)
+        self.compile_fallback: str | None = None
+        if p.compile:  # the modules the step calls directly (seg.logits is a method: its encoder is the cost)
+            called = [self.g_t, self.seg.encoder, self.dec, self.d_t, self.d_s, self.d_p1, self.d_p2]
+            self.compile_fallback = compile_networks([m for m in called if m is not None], self.device)
         self.scheds = {k: make_schedule(o, p.lr_schedule, p.iterations, p.decay_start) for k, o in self.opts.items()}
         seed = p.seed if p.seed is not None else 0
         self.pool_st = ImagePool(p.pool_size, seed + 1, whole_batches=True)  # feeds D_t
@@ -237,6 +246,7 @@ class Sifa(SegmentationMethod):
             "intensity_from_warm_start": self.warm_ranges is not None,
             "decoder_dropout": self.params.decoder_dropout,
             "precision": str(self.precision.dtype) if self.precision.dtype else "fp32",
+            **({"compile_fallback": self.compile_fallback} if self.compile_fallback else {}),
         }
 
     def inference_network(self) -> nn.Module:
@@ -251,13 +261,14 @@ class Sifa(SegmentationMethod):
     def _step(self, name: str, loss: torch.Tensor) -> None:
         self.backward_step(loss, self.opts[name])
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
         assert data.source is not None and data.target is not None
         p = self.params
         x_s, y_s = data.source.sample(self.batch_size, sampler)
         x_t = data.target.sample(self.batch_size, sampler)[0]
         assert y_s is not None
-        x_s, y_s, x_t = x_s.to(self.device), y_s.to(self.device), x_t.to(self.device)
+        cl = p.channels_last
+        x_s, y_s, x_t = to_device(x_s, self.device, cl), y_s.to(self.device), to_device(x_t, self.device, cl)
         lam_cyc = p.lambda_cycle
         t: dict[str, torch.Tensor] = {}
 
@@ -347,7 +358,7 @@ class Sifa(SegmentationMethod):
         for s in self.scheds.values():
             s.step()
         set_requires_grad(list(self.networks().values()), True)
-        return {k: float(v.detach()) for k, v in t.items()}
+        return {k: v.detach() for k, v in t.items()}  # read by the loop once per logging interval
 
     def translate(self, x_s_unit: torch.Tensor) -> torch.Tensor:
         """x_st for previews (unit range in, unit range out)."""

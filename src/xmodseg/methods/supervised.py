@@ -20,7 +20,7 @@ from xmodseg.methods.base import DataNeeds, SegmentationMethod, TrainData
 from xmodseg.nn import networks
 from xmodseg.nn.ignore_label import DiceCE
 from xmodseg.slices import SliceSet
-from xmodseg.training.device import Precision
+from xmodseg.training.device import Precision, compile_networks, optimizer_options, prepare_networks, to_device
 from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 
@@ -49,7 +49,10 @@ class SupervisedSegmentation(SegmentationMethod):
         net_kwargs = {**DEFAULT_NETWORK, **p.network, "num_classes": num_classes}
         self._arch = {"kind": "monai_unet", "kwargs": net_kwargs}
         self.net = networks.build(self._arch).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        prepare_networks([self.net], channels_last=p.channels_last)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay, **optimizer_options(p.optimizer_impl, self.device))
+        if p.compile:
+            compile_networks([self.net], self.device)
         self.loss = DiceCE()  # MONAI DiceCELoss; IGNORE_INDEX pixels excluded
         self.batch_size = p.batch_size
         self.sched = make_schedule(self.opt, p.lr_schedule, p.iterations, p.decay_start)
@@ -66,16 +69,16 @@ class SupervisedSegmentation(SegmentationMethod):
     def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
         return {"segmenter": self.sched}
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
         images, labels = self.labelled_set(data).sample(self.batch_size, sampler)
         assert labels is not None
-        images, labels = images.to(self.device), labels.to(self.device)
+        images, labels = to_device(images, self.device, self.params.channels_last), labels.to(self.device)
         with self.precision.autocast():
             logits = self.net(images)
         loss = self.loss(logits.float(), labels)
         self.backward_step(loss, self.opt)
         self.sched.step()
-        return {"seg": float(loss.detach())}
+        return {"seg": loss.detach()}
 
     def inference_architecture(self) -> dict[str, Any]:
         return self._arch

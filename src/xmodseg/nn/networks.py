@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from monai.networks.nets import UNet
 from torch import nn
 
 from xmodseg.artifacts.model_file import Architecture, ModelFile
@@ -36,7 +35,10 @@ def monai_unet(
     dropout: float = 0.0,
     norm: str = "instance",
 ) -> nn.Module:
-    """MONAI's residual 2D U-Net (1.6 M parameters at the default widths)."""
+    """MONAI's residual 2D U-Net (1.6 M parameters at the default widths). MONAI is imported here:
+    importing it costs seconds, which evaluating a model of another architecture need not pay."""
+    from monai.networks.nets import UNet
+
     return UNet(
         spatial_dims=2,
         in_channels=in_channels,

@@ -100,10 +100,10 @@ def label_budget(doc: MetricsDoc | Mapping[str, Any]) -> str:
 
 
 def _declares_target_labels(method: str) -> bool:
-    from xmodseg.methods import get_method
+    from xmodseg.methods import METHODS  # the declarations: no method module, no torch
 
     try:
-        return bool(get_method(method).needs.target_labels)
+        return bool(METHODS.declared.get(method).needs.target_labels)
     except KeyError:
         return False
 
@@ -336,10 +336,10 @@ COMPARISON_COLUMNS = [
 
 def _is_adaptation(method: str) -> bool:
     """Unsupervised adaptation: the method's class declares target images and no target labels."""
-    from xmodseg.methods import get_method
+    from xmodseg.methods import METHODS
 
     try:
-        needs = get_method(method).needs
+        needs = METHODS.declared.get(method).needs
     except KeyError:
         return False
     return bool(needs.target_images and not needs.target_labels)

@@ -5,6 +5,12 @@ The loss log's full history lives in the checkpoint folder (`losses.jsonl`), cut
 resumed checkpoint's iteration on resume, so records after it are not repeated; each run copies
 it to `log_path` and appends there too. Snakemake empties a rule's `log:` files when a job
 restarts, so `log_path` alone would start at the resume point.
+
+Loss terms come back from `train_step` as tensors and are read on the host only when needed (a log
+record, a checkpoint or snapshot, the wall-clock stop, the end): one device-to-host transfer per
+read instead of a synchronisation per term per iteration, which stalls a GPU. The NaN/Inf guard
+checks every pending iteration at each read, before anything is logged or saved, and names the
+first iteration and term that went non-finite; at most `log_every` iterations run past it.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from xmodseg.atomic import write_text
@@ -98,12 +106,16 @@ def fit(
     ) as bar:
         outputs = [stack.enter_context(open(f, "a", encoding="utf-8")) for f in log_files]
         window_t, window_n = time.perf_counter(), 0
+        pending: list[tuple[int, Mapping[str, float | torch.Tensor]]] = []  # (iteration, terms) not yet read
         while step < end:
-            losses = method.train_step(data, sampler, step)
-            _check_finite(losses, step + 1, checkpoint_dir)
+            pending.append((step + 1, method.train_step(data, sampler, step)))
             step += 1
             window_n += 1
             bar.update(1)
+            out_of_time = cfg.max_minutes is not None and (time.perf_counter() - t0) / 60.0 > cfg.max_minutes and step < end
+            if step % cfg.log_every == 0 or step == end or step % cfg.checkpoint_every == 0 or step in cfg.snapshot_iterations or out_of_time:
+                losses = _read_losses(pending, checkpoint_dir)  # raises on a non-finite term: nothing below runs
+                pending.clear()
             if step % cfg.log_every == 0 or step == end:
                 now = time.perf_counter()
                 s_it = (now - window_t) / max(window_n, 1)
@@ -118,7 +130,7 @@ def fit(
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save(method, sampler, step, config_hash, checkpoint_dir)
                 saved = step
-            if cfg.max_minutes is not None and (time.perf_counter() - t0) / 60.0 > cfg.max_minutes and step < end:
+            if out_of_time:
                 log.warning("wall-clock limit of %.1f min reached at iteration %d of %d", cfg.max_minutes, step, cfg.iterations)
                 if saved != step:  # a second save of the same iteration would push the real previous one out
                     _save(method, sampler, step, config_hash, checkpoint_dir)
@@ -153,6 +165,42 @@ def _prepare_loss_logs(folder: Path, log_path: Path, start: int, events: list[di
 
 def _save(method: Trainable, sampler: Any, step: int, config_hash: str, folder: str | os.PathLike[str]) -> None:
     save_checkpoint(folder, {"iteration": step, "config_hash": config_hash, "method": method.state_dict(), "rng": rng_state(sampler)})
+
+
+def _read_losses(pending: list[tuple[int, Mapping[str, float | torch.Tensor]]], checkpoint_dir: str | os.PathLike[str]) -> dict[str, float]:
+    """The last pending iteration's terms as floats, after checking every pending iteration's terms
+    in order (the first non-finite one raises)."""
+    values = [v for _, terms in pending for v in terms.values()]
+    floats = _as_floats(values)
+    i, row = 0, {}
+    for step, terms in pending:
+        row = dict(zip(terms, floats[i : i + len(terms)]))
+        i += len(terms)
+        _check_finite(row, step, checkpoint_dir)
+    return row
+
+
+def _as_floats(values: list[float | torch.Tensor]) -> list[float]:
+    """One stack and one host copy for all 0-d tensors. Stacking promotes float dtypes only by
+    widening (bf16/fp16 -> fp32 -> fp64), which is exact: each float equals `float(term)`."""
+    out: list[float] = [math.nan] * len(values)
+    where: list[int] = []
+    tensors: list[torch.Tensor] = []
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor) and v.dim() == 0:
+            where.append(i)
+            tensors.append(v)
+        else:  # a Python number (or a one-element tensor)
+            out[i] = float(v)
+    if tensors:
+        try:
+            with torch.no_grad():
+                floats = torch.stack(tensors).tolist()
+        except RuntimeError:  # tensors on different devices
+            floats = [float(t) for t in tensors]
+        for i, x in zip(where, floats):
+            out[i] = float(x)
+    return out
 
 
 def _check_finite(losses: dict[str, float], step: int, checkpoint_dir: str | os.PathLike[str]) -> None:

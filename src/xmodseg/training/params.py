@@ -29,10 +29,16 @@ from xmodseg.errors import ConfigError
 P = TypeVar("P", bound="TrainParams")
 
 
-def doc(help: str, *, runtime: bool = False, internal: bool = False) -> dict[str, Any]:
+# Values of the shared loop's string switches (xmodseg.training.device reads them).
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+OPTIMIZER_IMPLS = ("default", "foreach", "fused")
+
+
+def doc(help: str, *, runtime: bool = False, internal: bool = False, choices: tuple[str, ...] = ()) -> dict[str, Any]:
     """Field metadata: `runtime` keys do not change what is learned (kept out of the resume hash);
-    `internal` keys are set by the runner (the seed), never by a config."""
-    return {"help": help, "runtime": runtime, "internal": internal}
+    `internal` keys are set by the runner (the seed), never by a config; `choices` are the only
+    values a string key may take."""
+    return {"help": help, "runtime": runtime, "internal": internal, "choices": choices}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +47,17 @@ class TrainParams:
 
     iterations: int = field(metadata=doc("training iterations (required)"))
     device: str = field(default="auto", metadata=doc("auto | cpu | cuda | cuda:N | mps", runtime=True))
-    amp: str = field(default="auto", metadata=doc("mixed precision: auto | off | fp16 | bf16"))
+    amp: str = field(
+        default="auto",
+        metadata=doc("mixed precision: auto (fp16 on CUDA, fp32 on CPU) | off | bf16 (CPU with bf16 instructions, CUDA) | fp16 (CUDA)", choices=AMP_MODES),
+    )
+    # Opt-in speed switches (off by default: the default run's weights do not change). Each changes
+    # the arithmetic's order or precision, so each is hashed when set.
+    channels_last: bool = field(default=False, metadata=doc("channels-last memory format for the networks and image batches"))
+    compile: bool = field(default=False, metadata=doc("torch.compile the networks (compile time is paid in the first iterations; eager with a warning if unavailable)"))
+    optimizer_impl: str = field(
+        default="default", metadata=doc("Adam kernels: default | foreach | fused (fused: faster, rounds differently)", choices=OPTIMIZER_IMPLS)
+    )
     checkpoint_every: int = field(default=200, metadata=doc("iterations between checkpoints", runtime=True))
     log_every: int = field(default=20, metadata=doc("iterations between loss-log records", runtime=True))
     max_minutes: float | None = field(default=None, metadata=doc("wall-clock limit; stops early, checkpoint kept", runtime=True))
@@ -97,6 +113,10 @@ class TrainParams:
             raise ConfigError(f"{where}: 'iterations' is required (train.iterations)")
         hints = _type_hints(cls)
         values = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in block.items()}
+        choices: dict[str, tuple[str, ...]] = {f.name: f.metadata.get("choices", ()) for f in dataclasses.fields(cls)}
+        for k, v in values.items():
+            if choices.get(k) and v not in choices[k]:
+                raise ConfigError(f"{where}.{k}: {v!r} is not one of {list(choices[k])}")
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

@@ -4,20 +4,23 @@ it may see (`DataNeeds`) and the artifacts it consumes (`inputs`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from xmodseg.errors import ConfigError
-from xmodseg.slices import SliceSet
-from xmodseg.training.device import Precision
 from xmodseg.training.params import TrainParams
+
+if TYPE_CHECKING:  # annotations only: importing a declaration (planning, the report) imports no torch
+    import torch
+    from torch import nn
+
+    from xmodseg.slices import SliceSet
+    from xmodseg.training.device import Precision
 
 # Keys of the resume hash's data ids besides the input roles: a role may not take one of them.
 DATA_ID_KEYS = frozenset({"source", "target", "assistant", "labels"})
@@ -100,6 +103,8 @@ class Trainable(ABC):
         self.num_classes = num_classes
         self.precision = precision
         self.device = precision.device
+        import torch
+
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.needs_scaler)
 
     @classmethod
@@ -113,6 +118,23 @@ class Trainable(ABC):
         the block, e.g. `experiments.x.train`); `internal` also allows the runner's own keys."""
         cls.params_type.check_keys(params, where, internal=internal, owner=cls.name)
 
+    @classmethod
+    def declaration(cls) -> dict[str, Any]:
+        """What planning reads of this class, as plain JSON data: xmodseg.plugins caches it, so that
+        planning (the Snakefile, `xmodseg dvc-yaml`) and the report import no method module (no torch).
+        `own_checks`: `check_params` or `Params.check_keys` is overridden, so the planner must call it."""
+        own_checks = cls.check_params.__func__ is not Trainable.check_params.__func__  # type: ignore[attr-defined]
+        own_checks |= cls.params_type.check_keys.__func__ is not TrainParams.check_keys.__func__  # type: ignore[attr-defined]
+        return {
+            "name": cls.name,
+            "needs": dataclasses.asdict(cls.needs),
+            "inputs": {role: dataclasses.asdict(spec) for role, spec in cls.inputs.items()},
+            "translated_source": bool(cls.translated_source),
+            "params": cls.params_type.field_names(),
+            "internal_params": cls.params_type.field_names(internal=True),
+            "own_checks": bool(own_checks),
+        }
+
     @abstractmethod
     def networks(self) -> Mapping[str, nn.Module]: ...
 
@@ -120,8 +142,9 @@ class Trainable(ABC):
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]: ...
 
     @abstractmethod
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
-        """One iteration; returns every loss term as a float (logged, checked for NaN/Inf)."""
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> Mapping[str, float | torch.Tensor]:
+        """One iteration; returns every loss term (logged, checked for NaN/Inf), as a detached 0-d
+        tensor or a float: the loop reads tensors once per logging interval, not once per term."""
 
     @abstractmethod
     def inference_architecture(self) -> dict[str, Any]:

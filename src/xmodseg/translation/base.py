@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-
-import torch
+from typing import TYPE_CHECKING
 
 from xmodseg.training.trainable import DataNeeds, InputSpec, Trainable, TrainData, set_requires_grad
+
+if TYPE_CHECKING:  # annotations only (see xmodseg.training.trainable)
+    import torch
 
 __all__ = ["DataNeeds", "InputSpec", "TrainData", "Translator", "set_requires_grad"]
 

@@ -22,7 +22,7 @@ from torch import nn
 from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
 from xmodseg.nn.pool import ImagePool
-from xmodseg.training.device import Precision
+from xmodseg.training.device import Precision, compile_networks, optimizer_options, prepare_networks, to_device
 from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 from xmodseg.translation.base import DataNeeds, TrainData, Translator, set_requires_grad
@@ -63,9 +63,12 @@ class CycleGAN(Translator):
         self.g_ts = ResnetGenerator(**gen).to(self.device)  # target -> source
         self.d_t = PatchDiscriminator(p.ndf, p.d_layers).to(self.device)
         self.d_s = PatchDiscriminator(p.ndf, p.d_layers).to(self.device)
-        betas = (p.beta1, 0.999)
-        self.opt_g = torch.optim.Adam([*self.g_st.parameters(), *self.g_ts.parameters()], lr=p.lr, betas=betas)
-        self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], lr=p.lr, betas=betas)
+        prepare_networks(self.networks().values(), channels_last=p.channels_last)
+        betas, impl = (p.beta1, 0.999), optimizer_options(p.optimizer_impl, self.device)
+        self.opt_g = torch.optim.Adam([*self.g_st.parameters(), *self.g_ts.parameters()], lr=p.lr, betas=betas, **impl)
+        self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], lr=p.lr, betas=betas, **impl)
+        if p.compile:
+            compile_networks(self.networks().values(), self.device)
         iters = p.iterations
         self.sched = {k: make_schedule(o, p.lr_schedule, iters, p.decay_start) for k, o in (("g", self.opt_g), ("d", self.opt_d))}
         seed = p.seed if p.seed is not None else 0
@@ -112,10 +115,10 @@ class CycleGAN(Translator):
         d_s = lsgan_discriminator(self.d_s(x_s), self.d_s(self.pool_s.query(fake_s.detach())))
         return {"d_t": d_t, "d_s": d_s, "d_total": d_t + d_s}
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
         assert data.source is not None and data.target is not None
-        x_s = data.source.sample(self.batch_size, sampler)[0].to(self.device)
-        x_t = data.target.sample(self.batch_size, sampler)[0].to(self.device)
+        x_s = to_device(data.source.sample(self.batch_size, sampler)[0], self.device, self.params.channels_last)
+        x_t = to_device(data.target.sample(self.batch_size, sampler)[0], self.device, self.params.channels_last)
         set_requires_grad([self.d_t, self.d_s], False)
         with self.precision.autocast():
             g_terms, fake_t, fake_s = self.generator_losses(x_s, x_t)
@@ -126,7 +129,7 @@ class CycleGAN(Translator):
         self.backward_step(d_terms["d_total"], self.opt_d)
         for s in self.sched.values():
             s.step()
-        return {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
+        return {k: v.detach() for k, v in {**g_terms, **d_terms}.items()}  # read by the loop once per logging interval
 
     def inference_architecture(self) -> dict[str, Any]:
         return self._arch

@@ -88,7 +88,7 @@ from xmodseg.nn.disentangled import DisentangledTranslator
 from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.nn.layers import PatchDiscriminator
 from xmodseg.nn.pool import ImagePool
-from xmodseg.training.device import Precision
+from xmodseg.training.device import Precision, compile_networks, optimizer_options, prepare_networks, to_device
 from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 from xmodseg.translation.base import DataNeeds, TrainData, Translator, set_requires_grad
@@ -140,7 +140,8 @@ class Disentangled(Translator):
         self.e_c = self.translator.content_encoder
         self.e_s_src, self.e_s_tgt = self.translator.style_encoder_src, self.translator.style_encoder_tgt
         self.g_src, self.g_tgt = self.translator.decoder_src, self.translator.decoder_tgt
-        adam: dict[str, Any] = {"lr": p.lr, "betas": (p.beta1, 0.999), "weight_decay": p.weight_decay}
+        prepare_networks(self.networks().values(), channels_last=p.channels_last)
+        adam: dict[str, Any] = {"lr": p.lr, "betas": (p.beta1, 0.999), "weight_decay": p.weight_decay, **optimizer_options(p.optimizer_impl, self.device)}
         self.opt_g = torch.optim.Adam(self.translator.parameters(), **adam)
         self.opt_d = torch.optim.Adam([*self.d_t.parameters(), *self.d_s.parameters()], **adam)
         self.iterations = p.iterations
@@ -151,6 +152,8 @@ class Disentangled(Translator):
         self.pool_t, self.pool_s = ImagePool(p.pool_size, seed + 1), ImagePool(p.pool_size, seed + 2)
         self.style_gen = torch.Generator().manual_seed(seed + 3)
         self.batch_size = p.batch_size
+        if p.compile:  # the modules the step calls directly
+            compile_networks([self.e_c, self.e_s_src, self.e_s_tgt, self.g_src, self.g_tgt, self.d_t, self.d_s], self.device)
 
     def networks(self) -> Mapping[str, nn.Module]:
         return {"translator": self.translator, "d_t": self.d_t, "d_s": self.d_s}
@@ -229,15 +232,15 @@ class Disentangled(Translator):
         self.backward_step(terms["d_total"], self.opt_d)
         return terms
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, float]:
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
         assert data.source is not None and data.target is not None
-        x_s = data.source.sample(self.batch_size, sampler)[0].to(self.device)
-        x_t = data.target.sample(self.batch_size, sampler)[0].to(self.device)
+        x_s = to_device(data.source.sample(self.batch_size, sampler)[0], self.device, self.params.channels_last)
+        x_t = to_device(data.target.sample(self.batch_size, sampler)[0], self.device, self.params.channels_last)
         g_terms, x_st, x_ts = self.generator_step(x_s, x_t)
         d_terms = self.discriminator_step(x_s, x_t, x_st, x_ts)
         for s in self.sched.values():
             s.step()
-        return {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}
+        return {k: v.detach() for k, v in {**g_terms, **d_terms}.items()}  # read by the loop once per logging interval
 
     def prepare_inference(self, data: TrainData) -> None:
         """Fix the translation styles to the training slices' mean style codes (deterministic cache)."""

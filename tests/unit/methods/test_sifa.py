@@ -270,7 +270,7 @@ def test_full_iteration_updates_every_network_and_logs_every_term():
         assert not torch.equal(seg_named[k], dict(m.seg.named_parameters())[k]), k
     required = {"g_total", "d_t", "seg_main", "seg_aux", "u_total", "d_s_main", "d_s_aux", "d_p1", "d_p2", "e_adv_p1", "e_adv_p2", "e_adv_aux", "weight_decay"}
     assert required <= set(losses)
-    assert all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad and math.isfinite(v) for v in losses.values())  # read by the loop
     assert losses["weight_decay"] > 0
 
 

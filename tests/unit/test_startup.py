@@ -1,0 +1,162 @@
+"""Light commands import only what they use (issue 18). The command line, planning (the Snakefile's
+typed config, `xmodseg dvc-yaml`) and the report read the methods' and translators' declarations
+from a cache (xmodseg.plugins), never their modules, so none of them imports torch. Start-up times
+are measured by benchmarks/bench_startup.py, not asserted here (a busy machine would fail them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from xmodseg.errors import ConfigError
+from xmodseg.methods import METHODS
+from xmodseg.translation.registry import TRANSLATORS
+
+HEAVY = "[m for m in ('torch', 'monai', 'SimpleITK', 'matplotlib', 'pandas') if m in sys.modules]"
+
+
+def _run(code: str, *, cwd: Path = REPO, pythonpath: Path | None = None) -> object:
+    """Run `code` in a fresh interpreter; it prints one JSON value as its last line."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _warm() -> None:
+    """What the first planning after a code change does: discover the modules, fill the caches."""
+    _run("from xmodseg.methods import METHODS; from xmodseg.translation.registry import TRANSLATORS; METHODS.declared; TRANSLATORS.declared; print(1)")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["xmodseg.cli", "xmodseg.reporting.report", "xmodseg.provenance.dvc_stages", "xmodseg.datasets.fetch", "xmodseg.config.resolve", "xmodseg.layout"],
+)
+def test_light_modules_import_no_torch(module):
+    loaded = _run(f"import sys, json, {module}; print(json.dumps({HEAVY}))")
+    assert "torch" not in loaded and "monai" not in loaded, f"importing {module} imports {loaded}"
+
+
+def test_the_parser_builds_without_heavy_packages():
+    loaded = _run(f"""
+        import sys, json
+        from xmodseg.cli import build_parser
+        args = build_parser().parse_args(["aggregate", "--metrics", "m.json", "--out", "o.json"])
+        assert args.func.__name__ == "cmd_aggregate"
+        print(json.dumps({HEAVY}))
+    """)
+    assert loaded == []
+
+
+def test_planning_and_dvc_yaml_read_declarations_without_torch():
+    _warm()
+    out = _run(f"""
+        import sys, json
+        from xmodseg.provenance.dvc_stages import load_config, render_dvc_yaml, typed_config
+        cfg = typed_config(load_config("config/config.yaml"))  # what workflow/rules/common.smk builds
+        text = render_dvc_yaml("config/config.yaml")
+        print(json.dumps({{"loaded": {HEAVY}, "experiments": sorted(cfg.experiments), "stages": text.count("cmd:")}}))
+    """)
+    assert "torch" not in out["loaded"] and "monai" not in out["loaded"], out
+    assert "sifa_mr2ct" in out["experiments"] and out["stages"] > len(out["experiments"])
+
+
+def test_the_report_reads_needs_without_torch():
+    _warm()
+    out = _run(f"""
+        import sys, json
+        from xmodseg.reporting import report
+        flags = [report._is_adaptation("sifa"), report._is_adaptation("oracle"), report._declares_target_labels("oracle"),
+                 report._declares_target_labels("sifa"), report._is_adaptation("no_such_method")]
+        print(json.dumps({{"loaded": {HEAVY}, "flags": flags}}))
+    """)
+    assert "torch" not in out["loaded"], out
+    assert out["flags"] == [True, False, True, False, False]
+
+
+def _class_view(cls) -> dict:
+    return json.loads(json.dumps({
+        "needs": dataclasses.asdict(cls.needs),
+        "inputs": {role: dataclasses.asdict(spec) for role, spec in cls.inputs.items()},
+        "translated_source": cls.translated_source,
+        "params": cls.params_type.field_names(),
+    }))
+
+
+def test_cached_declarations_are_the_classes():
+    _warm()
+    cached = _run("""
+        import sys, json
+        from xmodseg.methods import METHODS
+        from xmodseg.translation.registry import TRANSLATORS
+        view = lambda d: {"needs": vars(d.needs), "inputs": {r: vars(s) for r, s in d.inputs.items()},
+                          "translated_source": d.translated_source, "params": list(d.params)}
+        out = {reg.kind: {n: view(reg.declared.get(n)) for n in reg.declared.names()} for reg in (METHODS, TRANSLATORS)}
+        print(json.dumps({"torch": "torch" in sys.modules, **out}))
+    """)
+    assert cached.pop("torch") is False
+    assert cached == {reg.kind: {n: _class_view(reg.get(n)) for n in reg.names()} for reg in (METHODS, TRANSLATORS)}
+
+
+@pytest.mark.parametrize(("registry", "name"), [(METHODS, "sifa"), (METHODS, "oracle"), (TRANSLATORS, "cyclegan")])
+def test_an_unknown_train_key_is_the_class_own_error(registry, name):
+    block = {"iterations": 2, "lrr": 0.1}
+    with pytest.raises(ConfigError) as from_class:
+        registry.get(name).check_params(block, "experiments.x.train")
+    with pytest.raises(ConfigError) as from_declaration:
+        registry.declared.get(name).check_params(block, "experiments.x.train")
+    assert str(from_declaration.value) == str(from_class.value) and "'lrr'" in str(from_class.value)
+    registry.declared.get(name).check_params({"iterations": 2}, "experiments.x.train")  # valid: no error
+    with pytest.raises(KeyError, match="unknown"):
+        registry.declared.get("no_such_member")
+
+
+MEMBER = '''
+from toyplug import REG
+
+
+@REG.register
+class {cls}:
+    name = "{name}"
+
+    @classmethod
+    def declaration(cls):
+        return {{"name": "{name}", "needs": {{"target_labels": False}}, "inputs": {{}}, "translated_source": False,
+                "params": {params}, "internal_params": {params} + ["seed"], "own_checks": False}}
+'''
+PROBE = """
+    import sys, json, toyplug
+    d = toyplug.REG.declared
+    print(json.dumps({"names": d.names(), "params": list(d.get("alpha").params), "imported": sorted(m for m in sys.modules if m.startswith("toyplug."))}))
+"""
+
+
+def test_the_declaration_cache_follows_the_source(tmp_path):
+    pkg = tmp_path / "toyplug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text('from xmodseg.plugins import Registry\n\nREG = Registry("toy", "toyplug", "xmodseg.tests.no_such_group")\n')
+    (pkg / "alpha.py").write_text(MEMBER.format(cls="Alpha", name="alpha", params='["iterations", "lr"]'))
+
+    def probe() -> dict:
+        return _run(PROBE, cwd=tmp_path, pythonpath=tmp_path)  # type: ignore[return-value]
+
+    assert probe() == {"names": ["alpha"], "params": ["iterations", "lr"], "imported": ["toyplug.alpha"]}  # cold: discovered
+    assert (pkg / "__pycache__" / "toy-declarations.json").is_file()
+    assert probe() == {"names": ["alpha"], "params": ["iterations", "lr"], "imported": []}  # warm: no member module imported
+    (pkg / "alpha.py").write_text(MEMBER.format(cls="Alpha", name="alpha", params='["iterations", "lr", "beta"]'))
+    assert probe()["params"] == ["iterations", "lr", "beta"]  # a changed module is read again
+    (pkg / "gamma.py").write_text(MEMBER.format(cls="Gamma", name="gamma", params='["iterations"]'))
+    assert probe()["names"] == ["alpha", "gamma"]  # so is a new one
+    assert probe()["imported"] == []
+    (pkg / "gamma.py").unlink()
+    assert probe()["names"] == ["alpha"]  # and a removed one is gone

@@ -21,7 +21,7 @@ rule evaluate:
         log_path("evaluate"),
     benchmark:
         benchmark_path("evaluate")
-    threads: 2
+    threads: 1  # two 1-thread jobs side by side beat one 2-thread job on CPU (SIFA: 1.58x from 2 threads); --set-threads to change
     resources:
         gpu=int(CFG.evaluation.get("gpu", False)),
         mem_mb=4000,

@@ -5,7 +5,8 @@ batches from the in-memory slice cache ("data loading").
 
 Scales: `demo` is the `sifa_demo` preset (80x80, batch 4+4, width 0.25, G_t ngf 16 / 6 blocks as the
 warm start, ndf 32); `paper` is 256x256, batch 8+8, width 1.0 (G_t ngf 32 / 9 blocks, E up to 512
-channels). One iteration is seven optimizer steps (G_t, D_t, E+C, U, D_s, D_p1, D_p2), each on a
+channels); `port` is 128x128, batch 2+2, width 1.0, the scale of issue 18's side-by-side run with
+the unofficial SIFA-pytorch port (ours fp32 took 0.93x the port's time there). One iteration is seven optimizer steps (G_t, D_t, E+C, U, D_s, D_p1, D_p2), each on a
 fresh forward pass, as the official code.
 
 Settings (train-block switches, see README "SIFA"): `fp32` is the presets' `amp: "off"`; `bf16` adds
@@ -18,15 +19,19 @@ on top of the arithmetic.
 
     python benchmarks/bench_sifa.py --scales demo --iters 7
     python benchmarks/bench_sifa.py --scales paper --iters 2 --settings fp32 fast
+    python benchmarks/bench_sifa.py --scales port --iters 5 --settings fp32 fast --straight
+    python benchmarks/bench_sifa.py --dev-project DIR --iters 0     # dev-split Dice of fast vs fp32 only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +46,8 @@ from xmodseg.training.trainable import TrainData
 SCALES: dict[str, tuple[int, dict[str, Any]]] = {
     "demo": (80, {"batch_size": 4, "width": 0.25, "generator": {"ngf": 16, "n_blocks": 6, "skip": False}, "ndf": 32}),
     "paper": (256, {"batch_size": 8, "width": 1.0}),
+    # issue 18's side-by-side with the SIFA-pytorch port: 128x128, batch 2, full width
+    "port": (128, {"batch_size": 2, "width": 1.0}),
 }
 SETTINGS: dict[str, dict[str, Any]] = {
     "fp32": {"amp": "off"},
@@ -198,15 +205,67 @@ def run_scale(scale: str, settings: list[str], straight: list[str], iters: int, 
     print("x fp32 ours: speed-up over our fp32 iteration; x fp32 straight: over the straight-line fp32 loop (higher is faster)")
 
 
+def constant_until(train: dict[str, Any]) -> float:
+    """The last iteration before a run's learning rate starts to decay (linear: decay_start x T)."""
+    schedule = train.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return float("inf")
+    if schedule == "linear":
+        return float(train.get("decay_start", 0.5)) * int(train["iterations"])
+    return 0.0  # poly decays from the first iteration: only runs of the same length compare
+
+
+def dev_dice(project: Path) -> None:
+    """Dev-split Dice of the fast setting next to fp32's (config/dev_scale.yaml: same seeds, same
+    warm start, both directions), at every kept checkpoint both ran: mean over classes and volumes,
+    then over seeds; the paired difference is fast - fp32 per (direction, seed). Rows where the two
+    runs' learning-rate paths differ (runs of different length decay at different points) are
+    marked: only the rows marked "same lr" compare the precision alone."""
+    root = project / "results" / "evaluation" / "synthetic_dev"
+
+    def curve(exp: str) -> tuple[dict[tuple[str, int], float], dict[str, Any]]:
+        out, train = {}, {}
+        for f in sorted(root.glob(f"{exp}/seed*/metrics.json")):
+            doc = json.loads(f.read_text())
+            train = doc["experiment"]["train"]
+            points = [*doc.get("checkpoints", {}).get("per_iteration", []), {"iteration": train["iterations"], "cases": doc["cases"]}]
+            for point in points:  # the kept checkpoints, then the final model
+                dice = [statistics.mean(c["dice"].values()) for c in point["cases"]]
+                out[f.parent.name, point["iteration"]] = statistics.mean(dice)
+        return out, train
+
+    rows = []
+    same_until = float("inf")
+    for direction in ("mr2ct", "ct2mr"):
+        (fast, fast_train), (fp32, fp32_train) = curve(f"sifa_fast_{direction}"), curve(f"sifa_fp32_{direction}")
+        if fast_train and fp32_train:
+            same_until = min(same_until, constant_until(fast_train), constant_until(fp32_train))
+        rows += [(direction, seed, it, fast[seed, it], fp32[seed, it]) for (seed, it) in sorted(fast.keys() & fp32.keys(), key=lambda k: (k[1], k[0]))]
+    if not rows:
+        sys.exit(f"no paired sifa_fast_*/sifa_fp32_* checkpoints under {root} (run config/dev_scale.yaml there first)")
+    print(f"\ndev-split Dice (synthetic_dev, {project}): fast (bf16 + channels_last + fused Adam) vs fp32, same seeds and warm start")
+    print(f"{'iteration':>9s} {'pairs':>5s} {'fast':>7s} {'fp32':>7s} {'fast - fp32':>12s} {'min':>7s} {'max':>7s}  lr path")
+    for it in sorted({r[2] for r in rows}):
+        sub = [r for r in rows if r[2] == it]
+        diffs = [r[3] - r[4] for r in sub]
+        print(f"{it:9d} {len(sub):5d} {statistics.mean(r[3] for r in sub):7.3f} {statistics.mean(r[4] for r in sub):7.3f} "
+              f"{statistics.mean(diffs):+12.3f} {min(diffs):+7.3f} {max(diffs):+7.3f}  {'same lr' if it <= same_until else 'differs'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=5, help="timed rounds (each times every variant once)")
-    ap.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
+    ap.add_argument("--scales", nargs="+", default=["demo", "paper"], choices=list(SCALES))
     ap.add_argument("--settings", nargs="+", default=["fp32", "bf16", "fast"], choices=list(SETTINGS))
     ap.add_argument("--straight", nargs="*", default=["fp32", "fast"], choices=list(SETTINGS), help="settings that also get the straight-line loop")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--amortise", type=int, default=500, help="iterations over which a compile is paid (the demo's 500)")
+    ap.add_argument("--dev-project", type=Path, help="a finished `config/dev_scale.yaml` run: print the fast setting's dev-split Dice next to fp32's")
     args = ap.parse_args()
+    if args.dev_project:
+        dev_dice(args.dev_project)
+        if not args.iters:
+            return
     if args.threads:
         torch.set_num_threads(args.threads)
     for scale in args.scales:

@@ -39,6 +39,11 @@ HEAVY = ("torch", "monai", "SimpleITK", "scipy", "pandas", "matplotlib", "nibabe
 DS = "tiny_synth"
 
 
+def venv_path() -> str:
+    """PATH with this interpreter's bin folder first: the rules call the `xmodseg` script by name."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
 def build_project(dest: Path) -> Path:
     """The workflow tests' tiny project (tests/workflow/test_workflow.py), run to completion."""
     sys.path.insert(0, str(REPO))
@@ -47,7 +52,7 @@ def build_project(dest: Path) -> Path:
 
     wd = make_tiny_project(dest, {}, "unused.yaml")
     write_config(wd)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": venv_path()}
     print(f"running the tiny workflow in {wd} (minutes) ...", flush=True)
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/tiny.yaml"], cwd=wd, env=env, check=True, capture_output=True)
     return wd
@@ -146,7 +151,7 @@ def main() -> None:
     setups = {}
     for i, (label, checkout) in enumerate(checkouts.items()):
         wd = variant_project(project, checkout, tmp_root / f"project{i}")
-        env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "OMP_NUM_THREADS": "1", "PATH": venv_path()}
         setups[label] = (wd, env, commands(wd, Path(tempfile.mkdtemp(dir=tmp_root))))
     snakemake_rows = [
         ("import snakemake (incl. executor plugins)", [sys.executable, "-c", "import snakemake.cli"]),

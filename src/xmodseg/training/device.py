@@ -53,11 +53,15 @@ def choose_device(requested: str = "auto") -> torch.device:
 def choose_precision(device: torch.device, amp: str = "auto") -> Precision:
     """'auto': fp16 autocast on CUDA, fp32 elsewhere; 'fp16': fp16 autocast with loss scaling (CUDA
     only); 'bf16': bfloat16 autocast (CUDA, or a CPU with bf16 instructions, AVX512-BF16 or AMX);
-    'off': fp32."""
+    'bf16_native': bf16 where the device has it natively, fp32 elsewhere; 'off': fp32."""
     if amp not in AMP_MODES:
         raise ConfigError(f"train.amp: {amp!r} is not one of {list(AMP_MODES)}")
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return Precision(device, None)
+    if amp == "bf16_native":  # the demo's setting: the speed-up where it exists, never the emulated slow path
+        native = _cpu_has_bf16() if device.type == "cpu" else device.type == "cuda" and torch.cuda.is_bf16_supported()
+        log.info("amp: bf16_native -> %s on %s", "bf16" if native else "fp32 (no native bf16)", device)
+        return Precision(device, torch.bfloat16 if native else None)
     if amp in ("auto", "fp16"):
         if device.type != "cuda":
             raise ConfigError(f"train.amp: fp16 needs a CUDA device (the run is on {device}); use bf16 on a CPU with bf16 instructions, or off")

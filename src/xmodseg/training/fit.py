@@ -76,6 +76,8 @@ def fit_method(
     snapshots = snapshot_iterations(loop_cfg.iterations, loop_cfg.checkpoint_every, typed.snapshots)
     loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots)
     hashed = {k: v for k, v in params.items() if k not in RUNTIME_KEYS}
+    if typed.amp == "bf16_native":  # the arithmetic depends on the machine: a checkpoint resumes only in the same precision
+        hashed["amp_used"] = str(precision.dtype) if precision.dtype else "fp32"
     config_hash = sha256_json({"method": name, "params": hashed, "seed": int(seed), "data": {**data_ids, **inputs.ids()}})
     for attempt in range(3):  # last.pt, previous.pt, scratch: each failed attempt sets one file aside
         seed_everything(int(seed))  # network initialisation is part of what the seed fixes

@@ -30,7 +30,7 @@ P = TypeVar("P", bound="TrainParams")
 
 
 # Values of the shared loop's string switches (xmodseg.training.device reads them).
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES = ("auto", "off", "bf16", "bf16_native", "fp16")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 
 
@@ -49,7 +49,7 @@ class TrainParams:
     device: str = field(default="auto", metadata=doc("auto | cpu | cuda | cuda:N | mps", runtime=True))
     amp: str = field(
         default="auto",
-        metadata=doc("mixed precision: auto (fp16 on CUDA, fp32 on CPU) | off | bf16 (CPU with bf16 instructions, CUDA) | fp16 (CUDA)", choices=AMP_MODES),
+        metadata=doc("mixed precision: auto (fp16 on CUDA, fp32 on CPU) | off | bf16 (CPU with bf16 instructions, CUDA) | bf16_native (bf16 where the CPU or GPU has native bf16, else fp32) | fp16 (CUDA)", choices=AMP_MODES),
     )
     # Opt-in speed switches (off by default: the default run's weights do not change). Each changes
     # the arithmetic's order or precision, so each is hashed when set.

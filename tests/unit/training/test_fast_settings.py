@@ -64,10 +64,18 @@ def test_switches_parse_and_default_to_todays_behaviour():
     assert optimizer_options("default", CPU) == {} and optimizer_options("fused", CPU) == {"fused": True}
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_native_uses_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    """The demo's `amp: bf16_native`: bf16 autocast on a CPU with bf16 instructions, plain fp32 (not
+    the emulated, slower bf16) on one without."""
+    monkeypatch.setattr(device_module, "_cpu_has_bf16", lambda: native)
+    assert choose_precision(CPU, "bf16_native").dtype == (torch.bfloat16 if native else None)
+
+
 @pytest.mark.parametrize(
     ("block", "match"),
     [
-        ({"amp": "fp8"}, r"x\.amp: 'fp8' is not one of \['auto', 'off', 'bf16', 'fp16'\]"),
+        ({"amp": "fp8"}, r"x\.amp: 'fp8' is not one of \['auto', 'off', 'bf16', 'bf16_native', 'fp16'\]"),
         ({"optimizer_impl": "fast"}, r"x\.optimizer_impl: 'fast' is not one of"),
         ({"channels_last": "yes"}, r"x\.channels_last: 'yes' is not true/false"),
         ({"compile": 1}, r"x\.compile: 1 is not true/false"),
@@ -187,3 +195,14 @@ def test_nan_guard_fires_at_the_last_iteration_without_any_checkpoint_between(tm
         fit(_Toy(bad_at=5), TrainData(None, None), LoopConfig(iterations=6, seed=0, checkpoint_every=100, log_every=100),
             checkpoint_dir=tmp_path / "c", log_path=tmp_path / "l.jsonl", config_hash="h")
     assert not (tmp_path / "c" / "last.pt").exists()
+
+
+def test_bf16_native_resume_key_names_the_precision_used(tmp_path, monkeypatch):
+    """A bf16_native checkpoint written in bf16 is not resumed on a machine that would train in fp32."""
+    monkeypatch.setattr(device_module, "_cpu_has_bf16", lambda: True)
+    with_bf16 = _fit_sifa(tmp_path, "same", stop_at=2, amp="bf16_native")
+    monkeypatch.setattr(device_module, "_cpu_has_bf16", lambda: False)
+    without = _fit_sifa(tmp_path, "same", amp="bf16_native")
+    assert with_bf16.precision.dtype == torch.bfloat16 and without.precision.dtype is None
+    assert with_bf16.config_hash != without.config_hash
+    assert not without.result.resumed_from  # trained from scratch in fp32, not on top of the bf16 checkpoint

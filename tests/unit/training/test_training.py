@@ -104,8 +104,6 @@ class _Exploding(SourceOnly):
         return {"seg": math.nan} if step == 3 else out
 
 
-register(_Exploding)
-
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(caches, tmp_path):
     precision = choose_precision(choose_device("cpu"), "off")

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from xmodseg.errors import ConfigError, TrainingDivergedError, TrainingIncompleteError
-from xmodseg.methods import register
 from xmodseg.methods.run import train_experiment
 from xmodseg.methods.supervised import SourceOnly
 from xmodseg.nn.networks import load_model

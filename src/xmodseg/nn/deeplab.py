@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xmodseg.nn.networks import architecture
+
 RESNET101_BLOCKS = (3, 4, 23, 2, 1)
 ASPP_DILATIONS = (6, 12, 18, 24)
 
@@ -205,3 +207,10 @@ class MaskedSegmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.segmenter(x, self.feature_discriminator).logits
+
+
+@architecture("glua_deeplab")
+def glua_deeplab(num_classes: int, blocks: Sequence[int] = RESNET101_BLOCKS, width: float = 1.0, aspp_branches: int = 2, local_mask: bool = True, in_channels: int = 1) -> nn.Module:
+    """The saved GLUA inference network: the segmenter, with D_f when the mask is on."""
+    segmenter = DeepLabV2(num_classes, in_channels, blocks, width, aspp_branches)
+    return MaskedSegmenter(segmenter, FeatureDiscriminator(segmenter.feature_channels, width) if local_mask else None)

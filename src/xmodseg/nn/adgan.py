@@ -23,6 +23,7 @@ from torch import nn
 
 from xmodseg.nn.disentangled import AdaINResidualBlock, adain
 from xmodseg.nn.layers import init_normal
+from xmodseg.nn.networks import architecture
 
 DOMAINS = 2
 
@@ -137,3 +138,9 @@ class AdganTranslator(nn.Module):
 
     def forward(self, x: torch.Tensor, source_domain: int = 0, target_domain: int = 1) -> torch.Tensor:
         return self.decoder(self.encoder(x, source_domain), target_domain)
+
+
+@architecture("adgan_translator")
+def adgan_translator(ngf: int = 64, n_res: int = 4, mlp_dim: int = 64) -> nn.Module:
+    """The saved step-A network: E and G, translating source -> target by default."""
+    return AdganTranslator(ngf, n_res, mlp_dim)

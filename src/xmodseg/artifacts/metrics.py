@@ -51,6 +51,7 @@ class MetricsDoc:
     provenance: dict[str, Any]
     protocol: dict[str, Any] | None = None
     checkpoints: dict[str, Any] | None = None  # `train.snapshots`: the earlier checkpoints' cases
+    pooled: dict[str, Any] | None = None  # GLUA-style: all test volumes concatenated, one value per class
     path: str = field(default="", compare=False)
 
     @classmethod
@@ -90,9 +91,9 @@ class MetricsDoc:
         return self.experiment["seed"]
 
 
-_SEED_ORDER = ("experiment", "class_names", "protocol", "summary", "cases", "checkpoints", "provenance")
+_SEED_ORDER = ("experiment", "class_names", "protocol", "summary", "pooled", "cases", "checkpoints", "provenance")
 _SEED_REQUIRED = ("experiment", "class_names", "summary", "cases", "provenance")
-_SEED_OPTIONAL = ("protocol", "checkpoints")
+_SEED_OPTIONAL = ("protocol", "checkpoints", "pooled")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -85,6 +85,7 @@ def evaluate_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     cases, best_overlay = evaluate_cases(net, manifest, target_cache, spec, out_dir, device, batch_size)
     summary = {key: summarise_cases(cases, key, fg) for key in CASE_METRICS}
+    pooled = pooled_metrics(cases, manifest.class_names)
     checkpoints = evaluate_snapshots(model.snapshots or [], net, manifest, target_cache, spec, out_dir, device, batch_size)
     if checkpoints is not None:
         summary.update(last_k_summary(cases, checkpoints["per_iteration"], fg))
@@ -93,6 +94,7 @@ def evaluate_model(
         class_names=fg,
         protocol=PROTOCOL,
         summary=summary,
+        pooled=pooled,
         cases=cases,
         checkpoints=checkpoints,
         provenance=provenance_block(
@@ -247,6 +249,19 @@ def score_case(
         "sifa_dice": _class_table(sifa, "dice"),
         "sifa_assd_vox": _class_table(sifa, "assd"),
     }
+
+
+def pooled_metrics(cases: Sequence[Mapping[str, Any]], class_names: list[str]) -> dict[str, Any]:
+    """GLUA's pooled numbers (metrics.pooled_per_class_metrics) from the stored preprocessed-grid
+    predictions and labels of `cases`, in case order; what `xmodseg audit` recomputes."""
+    preds = [load_prediction_grid(c["prediction_preprocessed"]) for c in cases]
+    gts = [np.load(c["ground_truth_preprocessed"]) for c in cases]
+    table = metrics.pooled_per_class_metrics(preds, gts, class_names)
+    out: dict[str, Any] = {"definition": "all test volumes concatenated along the slice axis (GLUA metric.py); medpy 0.4 dc/assd, voxels", "cases": [c["case"] for c in cases]}
+    for key, name in (("sifa_dice", "dice"), ("sifa_assd_vox", "assd")):
+        per_class = {cls: float(v[name]) for cls, v in table.items()}
+        out[key] = {**per_class, "mean": float(np.mean(list(per_class.values())))}
+    return out
 
 
 def label_record(labels: LabelMapping) -> dict[str, Any]:

@@ -212,6 +212,24 @@ def sifa_per_class_metrics(
     return out
 
 
+def pooled_per_class_metrics(
+    pred_volumes: Sequence[np.ndarray],
+    gt_volumes: Sequence[np.ndarray],
+    class_names: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """GLUA's evaluation (its metric.py): all test volumes concatenated along the slice axis into
+    one array, then medpy's ``dc`` and ``assd`` once per class, in voxels (no spacing). medpy 0.4
+    was the release of the time, so the definitions are :func:`sifa_dice` / :func:`sifa_assd`.
+    A pooled Dice weighs large volumes more than a per-volume mean and has no spread over volumes;
+    adjacent volumes touch at the seams, as in the original script."""
+    if not pred_volumes or len(pred_volumes) != len(gt_volumes):
+        raise ValueError(f"pooled metrics need matching, non-empty volume lists (got {len(pred_volumes)} and {len(gt_volumes)})")
+    shapes = {v.shape[1:] for v in (*pred_volumes, *gt_volumes)}
+    if len(shapes) != 1:
+        raise ValueError(f"pooled metrics concatenate slices: every volume needs the same slice shape, got {sorted(shapes)}")
+    return sifa_per_class_metrics(np.concatenate(list(pred_volumes)), np.concatenate(list(gt_volumes)), class_names)
+
+
 def per_class_metrics(
     pred_labels: np.ndarray,
     gt_labels: np.ndarray,

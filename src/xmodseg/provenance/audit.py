@@ -349,7 +349,19 @@ def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[
             for stat in ("mean", "std"):
                 if not _same(stated[stat], stats[stat]):
                     mismatches.append((key, cls, f"value: {path} summary {key} {cls} {stat} states {stated[stat]}, recomputed {stats[stat]}"))
-    return {**metrics, "cases": cases, "summary": summary, "_path": path}, mismatches
+    doc: dict[str, Any] = {**metrics, "cases": cases, "summary": summary, "_path": path}
+    if metrics.get("pooled"):  # GLUA's concatenated-volume numbers, from the same stored grids
+        from xmodseg.evaluation.evaluate import pooled_metrics
+
+        located = [{**c, **{k: str(repo / c[k]) for k in ("prediction_preprocessed", "ground_truth_preprocessed")}} for c in metrics["cases"]]
+        pooled = pooled_metrics(located, ["background", *fg])
+        for key in ("sifa_dice", "sifa_assd_vox"):
+            for cls, value in pooled[key].items():
+                stated = metrics["pooled"].get(key, {}).get(cls)
+                if stated is None or not _same(stated, value):
+                    mismatches.append((key, cls, f"value: {path} pooled {key} {cls} states {stated}, recomputed {value}"))
+        doc["pooled"] = pooled
+    return doc, mismatches
 
 
 # ---- the audit ----------------------------------------------------------------------------------

@@ -412,3 +412,24 @@ def test_summarise_all_undefined_and_empty():
     assert s["n"] == 2 and s["n_undefined"] == 2 and math.isnan(s["mean_defined"])
     e = summarise([])
     assert e["n"] == 0 and e["n_undefined"] == 0 and math.isnan(e["mean"])
+
+
+def test_pooled_metrics_concatenate_the_volumes_as_gluas_script():
+    """Pooling weighs voxels, not volumes: a small volume's miss barely moves the pooled Dice."""
+    from xmodseg.evaluation.metrics import pooled_per_class_metrics, sifa_per_class_metrics
+
+    big_gt = np.zeros((6, 8, 8), dtype=np.int64)
+    big_gt[1:5, 2:6, 2:6] = 1
+    small_gt = np.zeros((2, 8, 8), dtype=np.int64)
+    small_gt[0, 3:5, 3:5] = 1
+    names = ["background", "A"]
+    pooled = pooled_per_class_metrics([big_gt, np.zeros_like(small_gt)], [big_gt, small_gt], names)
+    per_volume = [sifa_per_class_metrics(p, g, names)["A"]["dice"] for p, g in ((big_gt, big_gt), (np.zeros_like(small_gt), small_gt))]
+    assert per_volume == [1.0, 0.0]  # mean over volumes: 0.5
+    assert pooled["A"]["dice"] == pytest.approx(2 * 64 / (64 + 68))  # 64 of 68 labelled voxels found
+    whole = sifa_per_class_metrics(np.concatenate([big_gt, np.zeros_like(small_gt)]), np.concatenate([big_gt, small_gt]), names)
+    assert pooled == whole
+    with pytest.raises(ValueError, match="same slice shape"):
+        pooled_per_class_metrics([big_gt, np.zeros((2, 4, 4), dtype=np.int64)], [big_gt, np.zeros((2, 4, 4), dtype=np.int64)], names)
+    with pytest.raises(ValueError, match="matching, non-empty"):
+        pooled_per_class_metrics([], [], names)

@@ -142,6 +142,11 @@ def test_evaluation_writes_metrics_and_refuses_changed_ground_truth(caches, tiny
     assert all(0.0 <= v <= 1.0 for v in out["cases"][0]["dice"].values())
     assert out["provenance"]["model_sha256"] == json.loads((tmp_path / "e" / "model.json").read_text())["model_sha256"]
     assert (tmp_path / "overlay.npz").is_file()
+    # GLUA's pooled numbers: with one test case, pooling equals that case's SIFA-compatible values
+    assert out["pooled"]["cases"] == ["4"]
+    for key in ("sifa_dice", "sifa_assd_vox"):
+        for cls, v in out["cases"][0][key].items():
+            assert out["pooled"][key][cls] == v or (np.isnan(v) and np.isnan(out["pooled"][key][cls]))
     lab = spec.label_path("ct", "4")
     import SimpleITK as sitk
 

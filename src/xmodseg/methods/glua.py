@@ -136,13 +136,13 @@ class Glua(SegmentationMethod):
         seg = segmentation_loss(src.logits.float(), ys, p.ce_weight, p.dice_weight)
         terms: dict[str, torch.Tensor] = {"seg": seg.detach()}
         total = seg
-        p_t = tgt.logits.float().softmax(1)
         if self.d_feature is not None:
             with self.precision.autocast():
                 adv_f = adversarial_target(self.d_feature(tgt.features).float())
             total = total + p.lambda_adv_feature * adv_f
             terms["adv_feature"] = adv_f.detach()
         if self.d_output is not None:
+            p_t = tgt.logits.float().softmax(1)  # D_o judges probabilities
             with self.precision.autocast():
                 adv_o = adversarial_target(self.d_output(p_t).float())
             total = total + p.lambda_adv_output * adv_o

@@ -28,10 +28,14 @@ from xmodseg.nn.networks import architecture
 DOMAINS = 2
 
 
+def domain_index(domain: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:
+    """The domain of each sample as a [B] long tensor; `domain` is an int for the whole batch or a [B] tensor."""
+    return torch.full((batch,), int(domain), device=device, dtype=torch.long) if isinstance(domain, int) else domain.to(device=device, dtype=torch.long)
+
+
 def domain_code(domain: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:
-    """one-hot(d) as [B, DOMAINS] floats; `domain` is an int for the whole batch or a [B] tensor."""
-    d = torch.full((batch,), int(domain), device=device, dtype=torch.long) if isinstance(domain, int) else domain.to(device=device, dtype=torch.long)
-    return F.one_hot(d, DOMAINS).float()
+    """one-hot(d) as [B, DOMAINS] floats."""
+    return F.one_hot(domain_index(domain, batch, device), DOMAINS).float()
 
 
 def _mlp(out_features: int, mlp_dim: int) -> nn.Sequential:
@@ -123,7 +127,7 @@ class DomainDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, domain: torch.Tensor | int) -> torch.Tensor:
         maps = self.net(x)
-        d = torch.full((x.shape[0],), int(domain), device=x.device, dtype=torch.long) if isinstance(domain, int) else domain.to(x.device, torch.long)
+        d = domain_index(domain, x.shape[0], x.device)
         return maps[torch.arange(x.shape[0], device=x.device), d].unsqueeze(1)
 
 

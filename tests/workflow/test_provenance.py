@@ -261,6 +261,38 @@ def test_a_consistently_rehashed_wrong_value_is_caught_only_by_recomputation(rep
     audit(repo, "results/report/summary.md")  # restored: clean again
 
 
+def test_pooled_numbers_are_recomputed_in_the_seed_file_and_in_the_report(repo, tmp_path):
+    """GLUA's pooled block: a forged pooled Dice in a seed file, or a forged pooled cell in
+    summary.md, each breaks the value link of the file that states it, naming the number."""
+    seed_file = f"results/evaluation/{DS}/sifa_mr2ct/seed0/metrics.json"
+    md = "results/report/summary.md"
+    touched = [seed_file, md]
+    _snapshot(repo, touched, tmp_path / "keep")
+    try:
+        doc = json.loads((repo / seed_file).read_text())
+        honest = doc["pooled"]["sifa_dice"]["MYO"]
+        doc["pooled"]["sifa_dice"]["MYO"] = round(honest + 0.1 if honest < 0.5 else honest - 0.1, 6)
+        (repo / seed_file).write_text(json.dumps(doc, indent=2))
+        out = audit(repo, md, ok=False).stdout
+        value = next(line for line in out.splitlines() if line.startswith(f"| {seed_file} | value | BROKEN |"))
+        assert f"pooled sifa_dice MYO states {doc['pooled']['sifa_dice']['MYO']}, recomputed {honest}" in value
+        _restore(repo, [seed_file], tmp_path / "keep")
+        audit(repo, md)
+
+        text = (repo / md).read_text()
+        section = text[text.index("## Pooled over test volumes"):]
+        row = next(line for line in section.splitlines() if line.startswith("| sifa") and "MR→CT" in line)
+        cells = row.split(" | ")
+        cells[4] = "0.999 ± –"  # the first class column of the pooled Dice table
+        (repo / md).write_text(text.replace(row, " | ".join(cells), 1))
+        out = audit(repo, md, ok=False).stdout
+        report_value = next(line for line in out.splitlines() if line.startswith("| results/report/summary.csv | value | BROKEN |"))
+        assert "Pooled Dice sifa" in report_value and "0.999 ± –" in report_value
+    finally:
+        _restore(repo, touched, tmp_path / "keep")
+    audit(repo, md)  # restored: clean again
+
+
 def test_sifa_numbers_follow_medpy_0_4_and_an_old_protocol_is_named(repo):
     """The stored sifa_* values of an honest run are medpy 0.4's (directed means averaged, Dice 0
     when both masks are empty), checked here independently of score_case; a metrics file that

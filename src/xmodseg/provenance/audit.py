@@ -437,6 +437,36 @@ def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
     return cells
 
 
+def _pooled_cells(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """{(table, method label, direction): row} of the report's pooled section (its `### ` tables)."""
+    from xmodseg.reporting.report import POOLED_HEADING
+
+    start = md.find(POOLED_HEADING)
+    if start < 0:
+        return {}
+    section = md[start:].split("\n## ", 1)[0]
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for block in section.split("\n### ")[1:]:
+        title = block.splitlines()[0].strip()
+        for (_, method, direction), row in _parse_markdown("## x\n" + block).items():
+            cells[(title, method, direction)] = row
+    return cells
+
+
+def _pooled_problems(docs: list[dict[str, Any]], md: str, md_name: str) -> list[str]:
+    """The report's pooled tables against the same tables made from the recomputed seed documents."""
+    from xmodseg.artifacts.metrics import MetricsDoc
+    from xmodseg.reporting.report import pooled_section
+
+    expected = _pooled_cells(pooled_section([MetricsDoc.coerce(d) for d in docs]))
+    stated = _pooled_cells(md)
+    problems = []
+    for key, row in expected.items():
+        if stated.get(key) != row:
+            problems.append(f"value: {md_name} {key[0]} {key[1]} {key[2]} states {stated.get(key)}, recomputed {row}")
+    return problems
+
+
 def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = False) -> AuditResult:
     from xmodseg.artifacts.metrics import METRIC_KEYS as TITLES
     from xmodseg.reporting.report import format_cell, long_table, round6, seed_summary
@@ -522,6 +552,7 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
                 report_problems.append(f"labels: {rel(md_path)} {TITLES[r['metric']]} {r['method']} {direction} states {md_row.get('labels')!r}, the metrics provenance says {r['labels']!r}")
                 bad_values.setdefault(key, []).append("value")
             reported[key] = row["mean"] if row is not None else "missing"
+        report_problems += _pooled_problems(docs, md_path.read_text() if md_path.is_file() else "", rel(md_path))
         lock_problems = [m for ok, m in (lock.check(rel(csv_path)), lock.check(rel(md_path))) if not ok]
         links[rel(csv_path)] = [
             _link("dvc.lock", lock_problems, "summary.csv and summary.md match"),

@@ -290,7 +290,8 @@ def build_report(
 def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], source_kinds: Mapping[str, str] | None = None) -> str:
     """Our SIFA-compatible mean Dice next to the published one (both in %), per experiment named
     in `reference`, with the grid it was computed on: only the SIFA/PnP-AdaNet release grid
-    (source kind `sifa_release`) is the papers' grid."""
+    (source kind `sifa_release`) is the papers' grid. A `claim` (text) is listed below the table
+    for papers whose numbers are not known, only a statement such as GLUA's abstract's."""
     dice = summary[summary["metric"] == "sifa_dice"]
     classes = list(dict.fromkeys(dice["class"]))
     lines = [
@@ -298,6 +299,7 @@ def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], sourc
         "| experiment | method | grid | paper | " + " | ".join(classes) + " |",
         "|---|---|---|---|" + "---|" * len(classes),
     ]
+    claims: list[str] = []  # published statements without per-class numbers (e.g. "+3.92 Dice over the state of the art")
     for exp, ref in reference.items():
         sel = dice[dice["experiment"] == exp]
         if sel.empty:
@@ -310,12 +312,16 @@ def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], sourc
             cells.append(f"{o} / {p if p is not None else '–'}")
         method, target = sel["method"].iloc[0], sel["target"].iloc[0]
         lines.append(f"| {exp} | {method} | {_grid(source_kinds, target)} | {ref.get('source', '')} | " + " | ".join(cells) + " |")
+        if ref.get("claim"):
+            claims.append(f"- {exp}: {' '.join(str(ref['claim']).split())} ({ref.get('source', 'no source given')})")
     lines.append(
         "\nOurs: `sifa_dice`, Dice on the preprocessed grid as SIFA's evaluate.py computes it. It is comparable with the "
         "papers only when the run used the SIFA/PnP-AdaNet release grid (data-set source kind `sifa_release`, "
         "grid `release`); on our own preprocessing it is a different grid and sampling, so a row there is a "
         "reference point, not a reproduction. Scan-grid Dice and ASSD (mm) are in the tables above.\n"
     )
+    if claims:
+        lines.append("Published claims without per-class numbers (–: no number to compare with):\n\n" + "\n".join(claims) + "\n")
     return "\n".join(lines) + "\n"
 
 
@@ -346,10 +352,14 @@ def _is_adaptation(method: str) -> bool:
 
 
 def default_pairs(experiments: Mapping[str, Mapping[str, Any]]) -> tuple[list[tuple[str, str]], list[str]]:
-    """Every adaptation experiment against the first translate_then_segment experiment of its
-    direction, and both against the first source_only one; notes for references that are missing."""
-    def first(method: str, direction: tuple[str, str]) -> str | None:
-        return next((n for n, e in experiments.items() if e["method"] == method and (e["source"], e["target"]) == direction), None)
+    """Every adaptation experiment against the translate_then_segment experiment of its direction
+    (the one on the same translator if there is one, so that e.g. GLUA and its baseline differ only
+    by step B; else the first), and both against the first source_only one; notes for references
+    that are missing."""
+    def first(method: str, direction: tuple[str, str], translator: str | None = None) -> str | None:
+        found = [n for n, e in experiments.items() if e["method"] == method and (e["source"], e["target"]) == direction]
+        same = [n for n in found if translator is not None and experiments[n].get("translator") == translator]
+        return (same or found or [None])[0]
 
     pairs: list[tuple[str, str]] = []
     notes: list[str] = []
@@ -358,7 +368,7 @@ def default_pairs(experiments: Mapping[str, Mapping[str, Any]]) -> tuple[list[tu
             continue
         direction = (exp["source"], exp["target"])
         arrow = f"{direction[0].upper()}→{direction[1].upper()}"
-        t2s, source_only = first("translate_then_segment", direction), first("source_only", direction)
+        t2s, source_only = first("translate_then_segment", direction, exp.get("translator")), first("source_only", direction)
         for ref, method in ((t2s, "translate_then_segment"), (source_only, "source_only")):
             if ref is None:
                 notes.append(f"{name} not compared with {method}: no {method} experiment for {arrow}.")
@@ -470,6 +480,7 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], overlay
             continue
         parts.append(f"\n## {label}\n\n" + markdown_table(summary, key))
     parts.append(last_k_section(summary, docs))
+    parts.append(pooled_section(docs))
     parts.append("\n![Dice per class](dice_bar.png)\n")
     parts.append(claims)
     if overlays:
@@ -508,6 +519,42 @@ def last_k_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> str:
     parts += [f"- {name}: iterations {its}\n" for name, its in iterations.items()]
     for key in keys:
         parts.append(f"\n## {METRIC_KEYS[key]}\n\n" + markdown_table(summary, key))
+    return "".join(parts)
+
+
+POOLED_METRICS = {"sifa_dice": "Dice", "sifa_assd_vox": "ASSD (voxels)"}
+POOLED_HEADING = "## Pooled over test volumes (GLUA's evaluation)"
+
+
+def pooled_section(docs: Sequence[MetricsDoc]) -> str:
+    """GLUA's pooled numbers (all test volumes concatenated, one value per class and seed) beside the
+    per-volume tables, so a row can be put next to either kind of published table. Mean ± std over
+    seeds; no spread over volumes exists for a pooled value (one seed: ± –)."""
+    by_exp: dict[str, list[MetricsDoc]] = {}
+    for d in docs:
+        if d.pooled:
+            by_exp.setdefault(d.name, []).append(d)
+    if not by_exp:
+        return ""
+    first = next(iter(by_exp.values()))[0].pooled or {}
+    parts = [
+        f"\n{POOLED_HEADING}\n\n"
+        f"{first.get('definition', 'all test volumes concatenated')}. One value per class and seed, so no spread over "
+        "volumes; ± is the std over seeds (– with one seed). The tables above average per volume instead.\n"
+    ]
+    for key, label in POOLED_METRICS.items():
+        classes = list(dict.fromkeys(c for ds in by_exp.values() for d in ds for c in (d.pooled or {}).get(key, {})))
+        if not classes:
+            continue
+        parts.append(f"\n### Pooled {label}\n\n| method | direction | seeds | labels | " + " | ".join(classes) + " |\n|---|---|---|---|" + "---|" * len(classes) + "\n")
+        for ds in by_exp.values():
+            exp = ds[0].experiment
+            cells = []
+            for c in classes:
+                values = [float((d.pooled or {}).get(key, {}).get(c, math.nan)) for d in ds]
+                mean, std = _mean_std(values)
+                cells.append("N/A" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}" if len(ds) > 1 else f"{mean:.3f} ± –")
+            parts.append(f"| {method_label(exp)} | {exp['source'].upper()}→{exp['target'].upper()} | {len(ds)} | {label_budget(ds[0])} | " + " | ".join(cells) + " |\n")
     return "".join(parts)
 
 

@@ -43,6 +43,8 @@ def test_config_plans(copy, name):
     assert "rule all" in out or "localrule all" in out
     if name in ("mmwhs_sifa.yaml", "abdomen_sifa.yaml"):
         assert "rule fetch_source:" in out and "import_ct" in out
+        # GLUA's rows need only data: step A (adgan) and step B (glua) in both directions
+        assert out.count("xmodseg translate --translator adgan") == 2 and out.count("xmodseg train --method glua") == 2
         # one prepare_cache rule; the release's cache is built from its download (the marker), by source kind
         prepare = [line for line in out.splitlines() if "xmodseg prepare-cache" in line]
         assert len(prepare) == 2 and all(("--marker data/downloads/" in line) == bool(dataset) for line in prepare), prepare
@@ -126,6 +128,7 @@ def test_declared_inputs_resolve_to_paths_for_rules_and_dvc(tiny_dataset):
         ({"a": _exp("toy", inputs={"teacher": "b"}, labels={"target": "all"}), "b": _exp("toy", inputs={"teacher": "a"}, labels={"target": "all"})},
          r"experiments\.a\.inputs: a cycle .*\(a -> b -> a\)"),
         ({"t": _exp("translate_then_segment")}, r"experiments\.t\.translator: required for method translate_then_segment"),
+        ({"g": _exp("glua")}, r"experiments\.g\.translator: required for method glua \(it trains on a translator's translated source cache"),
     ],
 )
 def test_declared_input_mistakes_name_the_key(tiny_dataset, experiments, key):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.reporting.test_compare import BASE, metrics_doc, write_doc
 from xmodseg.errors import ConfigError
-from xmodseg.provenance.audit import _parse_markdown
+from xmodseg.provenance.audit import _parse_markdown, _pooled_cells
 from xmodseg.reporting.report import (
     METRIC_KEYS,
     build_report,
@@ -36,6 +36,11 @@ def test_seed_summary_and_published_numbers():
     assert math.isclose(row["mean"], 0.72) and math.isclose(row["std_over_seeds"], 0.02) and row["n_seeds"] == 2
     md = reference_section(summary, {"sifa_mr2ct": {"source": "SIFA TMI 2020", "dice": {"MYO": 61.6, "mean": 74.1}}, "absent": {"dice": {}}}, {"ct": "sifa_release"})
     assert "| sifa_mr2ct | sifa | release | SIFA TMI 2020 | 62.0 / 61.6 | 72.0 / 74.1 |" in md and "absent" not in md
+    assert "Published claims" not in md
+    claim = {"sifa_mr2ct": {"source": "GLUA abstract (arXiv 2205.11888)", "claim": "+3.92 Dice MR->CT over the state of the art (UNCONFIRMED)"}}
+    md = reference_section(summary, claim, {"ct": "sifa_release"})
+    assert "| sifa_mr2ct | sifa | release | GLUA abstract (arXiv 2205.11888) | 62.0 / – | 72.0 / – |" in md
+    assert "- sifa_mr2ct: +3.92 Dice MR->CT over the state of the art (UNCONFIRMED) (GLUA abstract (arXiv 2205.11888))" in md
     assert format_cell(math.nan, math.nan, 2) == "N/A (2 undef.)" and format_cell(0.5, 0.25) == "0.500 ± 0.250"
 
 
@@ -176,3 +181,51 @@ def test_bar_plot_keeps_experiments_that_share_a_row_label_apart(tmp_path):
     assert md.count("| translate_then_segment (cyclegan) | MR→CT |") >= 2
     with Image.open(tmp_path / "report" / "dice_bar.png") as im:
         assert im.size[0] > 100
+
+
+def _pooled(dice_myo: float, assd_myo: float) -> dict:
+    return {
+        "definition": "all test volumes concatenated along the slice axis (GLUA metric.py); medpy 0.4 dc/assd, voxels",
+        "cases": ["c1", "c2", "c3", "c4"],
+        "sifa_dice": {"MYO": dice_myo, "mean": dice_myo},
+        "sifa_assd_vox": {"MYO": assd_myo, "mean": assd_myo},
+    }
+
+
+def test_pooled_section_states_glua_numbers_over_seeds_as_the_audit_reads_them(tmp_path):
+    docs = [
+        {**metrics_doc("glua_mr2ct", 0, BASE, method="glua", translator="adgan_mr2ct", translator_kind="adgan"), "pooled": _pooled(0.70, 3.0)},
+        {**metrics_doc("glua_mr2ct", 1, BASE, method="glua", translator="adgan_mr2ct", translator_kind="adgan"), "pooled": _pooled(0.74, 5.0)},
+        {**metrics_doc("sifa_mr2ct", 0, BASE), "pooled": _pooled(0.60, 4.0)},
+        metrics_doc("oracle_mr2ct", 0, BASE, method="oracle"),  # written before pooled numbers existed: no row
+    ]
+    files = [str(write_doc(tmp_path / "evaluation", d)) for d in docs]
+    build_report(files, tmp_path / "r")
+    md = (tmp_path / "r" / "summary.md").read_text()
+    section = md[md.index("## Pooled over test volumes"):].split("\n## ")[0]
+    assert "all test volumes concatenated along the slice axis (GLUA metric.py)" in section
+    dice = section[section.index("### Pooled Dice"):section.index("### Pooled ASSD")]
+    assert "| glua (adgan) | MR→CT | 2 | target labels: none | 0.720 ± 0.020 | 0.720 ± 0.020 |" in dice
+    assert "| sifa | MR→CT | 1 | target labels: none | 0.600 ± – | 0.600 ± – |" in dice
+    assert "oracle" not in section
+    assert "| glua (adgan) | MR→CT | 2 | target labels: none | 4.000 ± 1.000 |" in section[section.index("### Pooled ASSD"):]
+    # what the audit reads back (xmodseg.provenance.audit checks every cell against recomputed documents)
+    cells = _pooled_cells(md)
+    assert cells[("Pooled Dice", "glua (adgan)", "MR→CT")]["MYO"] == "0.720 ± 0.020"
+    assert cells[("Pooled ASSD (voxels)", "sifa", "MR→CT")]["labels"] == "target labels: none"
+    assert len(cells) == 2 * 2
+
+
+def test_adaptation_is_compared_with_translate_then_segment_on_the_same_translator(tmp_path):
+    docs = [
+        metrics_doc("t2s_cyclegan_mr2ct", 0, BASE, method="translate_then_segment", translator="cyclegan_mr2ct", translator_kind="cyclegan"),
+        metrics_doc("t2s_adgan_mr2ct", 0, BASE, method="translate_then_segment", translator="adgan_mr2ct", translator_kind="adgan"),
+        metrics_doc("glua_mr2ct", 0, [b + 0.02 for b in BASE], method="glua", translator="adgan_mr2ct", translator_kind="adgan"),
+        metrics_doc("sifa_mr2ct", 0, BASE),
+    ]
+    files = [str(write_doc(tmp_path / "evaluation", d)) for d in docs]
+    build_report(files, tmp_path / "r")
+    csv = pd.read_csv(tmp_path / "r" / "comparisons.csv")
+    pairs = set(zip(csv["experiment_a"], csv["experiment_b"], strict=True))
+    assert ("glua_mr2ct", "t2s_adgan_mr2ct") in pairs and ("glua_mr2ct", "t2s_cyclegan_mr2ct") not in pairs
+    assert ("sifa_mr2ct", "t2s_cyclegan_mr2ct") in pairs  # no translator of its own: the first one

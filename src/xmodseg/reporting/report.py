@@ -359,7 +359,7 @@ def default_pairs(experiments: Mapping[str, Mapping[str, Any]]) -> tuple[list[tu
     def first(method: str, direction: tuple[str, str], translator: str | None = None) -> str | None:
         found = [n for n, e in experiments.items() if e["method"] == method and (e["source"], e["target"]) == direction]
         same = [n for n in found if translator is not None and experiments[n].get("translator") == translator]
-        return (same or found or [None])[0]
+        return (same or found)[0] if found else None
 
     pairs: list[tuple[str, str]] = []
     notes: list[str] = []

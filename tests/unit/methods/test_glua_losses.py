@@ -36,3 +36,28 @@ def test_least_squares_terms():
     assert discriminator_loss(zeros, ones).item() == 0.0
     assert discriminator_loss(ones, zeros).item() == 2.0
     assert math.isclose(discriminator_loss(0.5 * ones, 0.5 * ones).item(), 0.5)
+
+
+def test_ignored_pixels_add_nothing_to_the_segmentation_loss():
+    """The SIFA release's ignore label: the loss does not depend on the logits there, equals the
+    plain loss when nothing is ignored, and stays finite (the plain path would fail on the value)."""
+    from xmodseg.labels import IGNORE_INDEX
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 6, 6, generator=g)
+    labels = torch.randint(3, (2, 6, 6), generator=g)
+    plain = segmentation_loss(logits, labels)
+    ignored = labels.clone()
+    ignored[:, :2] = IGNORE_INDEX
+    a = segmentation_loss(logits, ignored)
+    other = logits.clone()
+    other[:, :, :2] = torch.randn(2, 3, 2, 6, generator=g) * 10  # anything at the ignored pixels
+    b = segmentation_loss(other, ignored)
+    assert torch.isfinite(a) and torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, plain)
+    # nothing ignored: the masked computation equals the official one
+    from xmodseg.methods.glua_losses import _dice_of_probabilities
+    from xmodseg.nn.ignore_label import masked_onehot
+
+    onehot, mask = masked_onehot(labels, 3, logits.dtype)
+    masked = 0.5 * torch.nn.functional.cross_entropy(logits, labels) + 0.5 * _dice_of_probabilities(torch.softmax(logits, 1) * mask, onehot)
+    assert torch.allclose(masked, plain, atol=1e-6)

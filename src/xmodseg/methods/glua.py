@@ -82,8 +82,8 @@ class Glua(SegmentationMethod):
         self.segmenter = DeepLabV2(num_classes, blocks=p.blocks, width=p.width, aspp_branches=p.aspp_branches).to(self.device)
         self.d_feature = FeatureDiscriminator(self.segmenter.feature_channels, p.width).to(self.device) if p.feature_discriminator else None
         self.d_output = OutputDiscriminator(num_classes, p.width).to(self.device) if p.output_discriminator else None
-        discriminators = [d for d in (self.d_feature, self.d_output) if d is not None]
-        prepare_networks([self.segmenter, *discriminators], channels_last=p.channels_last)
+        self.discriminators = [d for d in (self.d_feature, self.d_output) if d is not None]
+        prepare_networks([self.segmenter, *self.discriminators], channels_last=p.channels_last)
         head = list(self.segmenter.classifier.parameters())
         head_ids = {id(q) for q in head}
         backbone = [q for q in self.segmenter.parameters() if id(q) not in head_ids]
@@ -95,12 +95,12 @@ class Glua(SegmentationMethod):
         self.sched = make_schedule(self.opt, "poly", horizon)
         self.d_opt = None
         self.d_sched = None
-        if discriminators:
-            d_params = [q for d in discriminators for q in d.parameters()]
+        if self.discriminators:
+            d_params = [q for d in self.discriminators for q in d.parameters()]
             self.d_opt = torch.optim.Adam(d_params, lr=p.d_lr, betas=(p.d_betas[0], p.d_betas[1]), **optimizer_options(p.optimizer_impl, self.device))
             self.d_sched = make_schedule(self.d_opt, "poly", horizon)
         if p.compile:
-            compile_networks([self.segmenter, *discriminators], self.device)
+            compile_networks([self.segmenter, *self.discriminators], self.device)
         self.batch_size = p.batch_size
 
     def networks(self) -> Mapping[str, nn.Module]:
@@ -125,11 +125,10 @@ class Glua(SegmentationMethod):
         assert ys is not None
         xs, xt = to_device(xs, self.device, p.channels_last), to_device(xt, self.device, p.channels_last)
         ys = ys.to(self.device)
-        discriminators = [d for d in (self.d_feature, self.d_output) if d is not None]
         mask_net = self.d_feature if p.local_mask else None
 
         # (1) the segmenter: supervised on translated source, adversarial on target (D frozen)
-        set_requires_grad(discriminators, False)
+        set_requires_grad(self.discriminators, False)
         with self.precision.autocast():
             src = self.segmenter(xs)
             tgt = self.segmenter(xt, mask_net)
@@ -154,7 +153,7 @@ class Glua(SegmentationMethod):
 
         # (2) the discriminators: source -> 0, target -> 1, on detached inputs
         if self.d_opt is not None and self.d_sched is not None:
-            set_requires_grad(discriminators, True)
+            set_requires_grad(self.discriminators, True)
             d_total = torch.zeros((), device=self.device)
             with self.precision.autocast():
                 if self.d_feature is not None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 from xmodseg.labels import IGNORE_INDEX
+from xmodseg.nn.gan_losses import least_squares
 from xmodseg.nn.ignore_label import masked_onehot, valid_mask
 
 SOURCE_LABEL = 0.0
@@ -37,15 +38,11 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ce_weight: flo
     return ce_weight * ce + dice_weight * _dice_of_probabilities(torch.softmax(logits, dim=1) * mask, onehot)
 
 
-def _ls(scores: torch.Tensor, label: float) -> torch.Tensor:
-    return ((scores - label) ** 2).mean()
-
-
 def adversarial_target(*scores: torch.Tensor) -> torch.Tensor:
     """Sum over the discriminators' scores of target inputs of mean (D - source)^2."""
-    return torch.stack([_ls(s, SOURCE_LABEL) for s in scores]).sum()
+    return torch.stack([least_squares(s, SOURCE_LABEL) for s in scores]).sum()
 
 
 def discriminator_loss(source_scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
     """mean D(source)^2 + mean (D(target) - 1)^2 (inputs detached from the segmenter by the caller)."""
-    return _ls(source_scores, SOURCE_LABEL) + _ls(target_scores, TARGET_LABEL)
+    return least_squares(source_scores, SOURCE_LABEL) + least_squares(target_scores, TARGET_LABEL)

@@ -15,5 +15,11 @@ def lsgan_generator(fake_scores: torch.Tensor) -> torch.Tensor:
     return ((fake_scores - 1) ** 2).mean()
 
 
+def least_squares(scores: torch.Tensor, label: float) -> torch.Tensor:
+    """mean (D(x) - label)^2: one least-squares term, for the GANs whose labels or factors differ
+    from the two above (AD-GAN pushes real images to "fake"; GLUA's discriminators have no 1/2)."""
+    return ((scores - label) ** 2).mean()
+
+
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean()

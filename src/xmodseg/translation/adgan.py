@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from xmodseg.nn.adgan import AdganTranslator, DomainDiscriminator
-from xmodseg.nn.gan_losses import l1
+from xmodseg.nn.gan_losses import l1, least_squares
 from xmodseg.nn.pool import ImagePool
 from xmodseg.training.device import Precision, compile_networks, optimizer_options, prepare_networks, to_device
 from xmodseg.training.params import TrainParams, doc
@@ -107,16 +107,15 @@ class Adgan(Translator):
             "rec": l1(dec(c_a, SOURCE), x_a) + l1(dec(c_b, TARGET), x_b),
             "cycle": l1(dec(c_ab, SOURCE), x_a) + l1(dec(c_ba, TARGET), x_b),
             "content": l1(c_ab, c_a) + l1(c_ba, c_b),
-            "g_adv": ((d(x_a, SOURCE) - 0) ** 2).mean() + ((d(x_b, TARGET) - 0) ** 2).mean()
-            + ((d(x_ab, TARGET) - 1) ** 2).mean() + ((d(x_ba, SOURCE) - 1) ** 2).mean(),
+            "g_adv": least_squares(d(x_a, SOURCE), 0) + least_squares(d(x_b, TARGET), 0) + least_squares(d(x_ab, TARGET), 1) + least_squares(d(x_ba, SOURCE), 1),
         }
         terms["g_total"] = p.lambda_rec * terms["rec"] + p.lambda_cycle * terms["cycle"] + p.lambda_content * terms["content"] + terms["g_adv"]
         return terms, x_ab, x_ba
 
     def discriminator_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, x_ab: torch.Tensor, x_ba: torch.Tensor) -> dict[str, torch.Tensor]:
         d = self.disc
-        real = ((d(x_a, SOURCE) - 1) ** 2).mean() + ((d(x_b, TARGET) - 1) ** 2).mean()
-        fake = (d(self.pool_ab.query(x_ab.detach()), TARGET) ** 2).mean() + (d(self.pool_ba.query(x_ba.detach()), SOURCE) ** 2).mean()
+        real = least_squares(d(x_a, SOURCE), 1) + least_squares(d(x_b, TARGET), 1)
+        fake = least_squares(d(self.pool_ab.query(x_ab.detach()), TARGET), 0) + least_squares(d(self.pool_ba.query(x_ba.detach()), SOURCE), 0)
         return {"d_real": real, "d_fake": fake, "d_total": real + fake}
 
     def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:

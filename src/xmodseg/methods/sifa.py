@@ -42,10 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodseg.errors import ConfigError, InputDataError
+from xmodseg.errors import ConfigError
 from xmodseg.methods import register
 from xmodseg.methods.base import DataNeeds, InputSpec, SegmentationMethod, TrainData, set_requires_grad
 from xmodseg.methods.sifa_losses import l2_weight_decay, segmentation_loss
+from xmodseg.methods.warm_start import cyclegan_generator
 from xmodseg.nn.gan_losses import l1, lsgan_discriminator, lsgan_generator
 from xmodseg.nn.layers import PatchDiscriminator, ResnetGenerator
 from xmodseg.nn.pool import ImagePool
@@ -163,16 +164,7 @@ class Sifa(SegmentationMethod):
     def _generator(self, p: SifaParams, width: float) -> ResnetGenerator:
         warm = self.input_paths.get("warm_start")
         if warm is not None:
-            try:
-                payload = torch.load(str(warm), map_location="cpu", weights_only=True)
-            except Exception as exc:  # truncated or not plain tensors: name the file instead of a torch traceback
-                raise InputDataError(f"sifa warm_start: {warm} is unreadable ({type(exc).__name__}); rerun its translate job") from exc
-            arch = payload.get("architecture", {}) if isinstance(payload, dict) else {}
-            if arch.get("kind") != "resnet_generator" or "intensity_ranges" not in payload:
-                raise ConfigError(f"sifa warm_start: {warm} is not a CycleGAN translator model (architecture {arch.get('kind')!r})")
-            g = ResnetGenerator(**arch["kwargs"])
-            g.load_state_dict(payload["state_dict"])
-            self.warm_ranges = {k: UnitRange.from_dict(v) for k, v in payload["intensity_ranges"].items()}
+            g, self.warm_ranges, _ = cyclegan_generator(warm, "sifa warm_start")
             return g
         gen = {"ngf": scaled(32, width), "n_blocks": 9, "skip": True, **(p.generator or {})}
         return ResnetGenerator(**gen)

@@ -1,0 +1,56 @@
+"""MKD's inference network: the mean of its segmenters' softmax maps on real target images.
+
+The segmenters (MONAI U-Nets, `networks.monai_unet`) were trained on images mapped to [-1, 1] (the
+image alignment module's range), so the network maps cached target intensities the same way
+before segmenting, with the range stored as a buffer in the model file. It returns the log of the
+mean probability: argmax gives the ensemble's labels, softmax gives the mean probabilities back.
+One member (`members: 1`) is single-segmenter inference (S_real only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from xmodseg.nn.networks import architecture, monai_unet
+
+
+class SoftmaxEnsemble(nn.Module):
+    intensity_range: torch.Tensor  # a buffer (typed here: Module.__getattr__ cannot say it is a tensor)
+
+    def __init__(
+        self,
+        members: Sequence[nn.Module],
+        intensity_range: Sequence[float] = (-1.0, 1.0),
+        intensity_mode: str = "percentile",
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.intensity_mode = intensity_mode  # "sifa_fixed": inputs are already in [-1, 1] (no map, no clamp)
+        self.register_buffer("intensity_range", torch.tensor([float(v) for v in intensity_range]))
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        if self.intensity_mode == "sifa_fixed":
+            return x
+        low, high = self.intensity_range[0], self.intensity_range[1]
+        return (2 * (x - low) / (high - low) - 1).clamp(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Cached target intensities [B, 1, H, W] -> log mean softmax [B, K, H, W]."""
+        x = self.to_unit(x)
+        probs = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+@architecture("mkd_ensemble")
+def mkd_ensemble(
+    unet: Mapping[str, Any],
+    members: int = 2,
+    intensity_range: Sequence[float] = (-1.0, 1.0),
+    intensity_mode: str = "percentile",
+) -> nn.Module:
+    """`members` U-Nets built from the same `unet` arguments (`networks.monai_unet`)."""
+    return SoftmaxEnsemble([monai_unet(**unet) for _ in range(int(members))], intensity_range, intensity_mode)

@@ -77,6 +77,7 @@ class LabelBudget:
     cases: tuple[str, ...] | None = None
     seed: int = 0
     assistant: str | None = None
+    assistant_volumes: int | None = None  # how many of the assistant's training volumes are labelled (None: all)
     given: Mapping[str, Any] = field(default_factory=dict)  # the block as written (cases as strings)
 
     def as_arg(self) -> dict[str, Any]:
@@ -298,7 +299,16 @@ def _labels(key: str, block: Mapping[str, Any], cls: Any, spec: DatasetSpec) -> 
         if assistant == block["target"] or assistant not in spec.modalities:
             others = sorted(m for m in spec.modalities if m != block["target"])
             raise ConfigError(f"{key}.assistant: '{assistant}' must be a modality of data set '{spec.name}' other than the target ({others})")
-    return LabelBudget(target=target, fraction=fraction, cases=cases, seed=int(given.get("seed", 0)), assistant=assistant, given=given)
+    volumes = given.get("assistant_volumes")
+    if volumes is not None:
+        if assistant is None:
+            raise ConfigError(f"{key}.assistant_volumes: needs `assistant` (the second labelled modality)")
+        available = len(spec.modality(assistant).train_cases)
+        if volumes > available:
+            raise ConfigError(f"{key}.assistant_volumes: {volumes}, but modality '{assistant}' has {available} training cases")
+    return LabelBudget(
+        target=target, fraction=fraction, cases=cases, seed=int(given.get("seed", 0)), assistant=assistant, assistant_volumes=volumes, given=given
+    )
 
 
 def _check_input_cycles(exps: Mapping[str, ExperimentConfig]) -> None:

@@ -78,8 +78,8 @@ LABEL_BUDGET = "label_budget"
 def label_budget(doc: MetricsDoc | Mapping[str, Any]) -> str:
     """What the experiment saw of the target labels, stated on every row so that a semi-supervised
     or supervised number is never read as an unsupervised one, e.g. "target labels: none",
-    "target labels: subset 4/16 (seed 0); assistant: mr" (4 labelled of the 16 target training
-    cases). From the drawn record in the metrics provenance, else the experiment's `labels` block,
+    "target labels: subset 4/16 (seed 0); assistant: mr 8/16" (4 labelled of the 16 target training
+    cases, 8 of the 16 assistant ones). From the drawn record in the metrics provenance, else the experiment's `labels` block,
     else the method's declaration (all if it declares target labels, none otherwise)."""
     doc = MetricsDoc.coerce(doc)
     exp = doc.experiment
@@ -96,7 +96,12 @@ def label_budget(doc: MetricsDoc | Mapping[str, Any]) -> str:
         how = "cases " + ", ".join(str(c) for c in block["cases"]) if block.get("cases") else f"seed {drawn.get('seed', block.get('seed', 0))}"
         text += f" {size} ({how})"
     assistant = drawn.get("assistant") or block.get("assistant")
-    return f"{text}; assistant: {assistant}" if assistant else text
+    if not assistant:
+        return text
+    if drawn.get("n_assistant") is not None and drawn.get("n_assistant_train") is not None:
+        return f"{text}; assistant: {assistant} {drawn['n_assistant']}/{drawn['n_assistant_train']}"
+    volumes = block.get("assistant_volumes")
+    return f"{text}; assistant: {assistant}" + (f" {volumes} volumes" if volumes else "")
 
 
 def _declares_target_labels(method: str) -> bool:

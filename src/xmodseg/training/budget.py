@@ -32,7 +32,7 @@ from xmodseg.slices import SliceSet, training_cases, training_slices
 from xmodseg.training.trainable import DataNeeds, TrainData
 
 TARGETS = ("none", "subset", "all")
-KEYS = ("target", "fraction", "cases", "seed", "assistant")
+KEYS = ("target", "fraction", "cases", "seed", "assistant", "assistant_volumes")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class LabelBudget:
     cases: tuple[str, ...] | None = None
     seed: int = 0
     assistant: str | None = None
+    assistant_volumes: int | None = None  # labelled assistant training volumes (None: all)
 
     @classmethod
     def from_block(cls, block: Mapping[str, Any] | None, needs: DataNeeds, method: str, where: str = "labels") -> LabelBudget:
@@ -85,7 +86,13 @@ class LabelBudget:
             raise ConfigError(f"{where}.assistant: method {method} trains on a second labelled modality; name it (e.g. assistant: mr)")
         if assistant is not None and not isinstance(assistant, str):
             raise ConfigError(f"{where}.assistant: {assistant!r} must be a modality name")
-        return cls(target=target, fraction=fraction, cases=cases, seed=int(seed), assistant=assistant)
+        volumes = block.get("assistant_volumes")
+        if volumes is not None:
+            if assistant is None:
+                raise ConfigError(f"{where}.assistant_volumes: needs `assistant` (the second labelled modality)")
+            if isinstance(volumes, bool) or not isinstance(volumes, int) or volumes < 1:
+                raise ConfigError(f"{where}.assistant_volumes: {volumes!r} must be a positive integer")
+        return cls(target=target, fraction=fraction, cases=cases, seed=int(seed), assistant=assistant, assistant_volumes=volumes)
 
     @property
     def is_default(self) -> bool:
@@ -113,8 +120,21 @@ class LabelBudget:
         order = np.random.default_rng(self.seed).permutation(len(ordered))
         return tuple(sorted(ordered[i] for i in order[:k]))
 
-    def record(self, labelled: Sequence[str], n_train: int) -> dict[str, Any]:
-        """The sidecar's `labels` block (and what metrics provenance carries)."""
+    def draw_assistant(self, train_cases: Sequence[str], cache: str | os.PathLike[str]) -> tuple[str, ...]:
+        """The assistant's labelled training volumes (sorted): all, or `assistant_volumes` of them,
+        the first of the sorted ids permuted with `seed` (so with one seed 4 volumes are among the 8)."""
+        ordered = sorted(train_cases)
+        if self.assistant_volumes is None:
+            return tuple(ordered)
+        if self.assistant_volumes > len(ordered):
+            raise ConfigError(f"labels.assistant_volumes: {self.assistant_volumes} but {cache} has {len(ordered)} training cases")
+        order = np.random.default_rng(self.seed).permutation(len(ordered))
+        return tuple(sorted(ordered[i] for i in order[: self.assistant_volumes]))
+
+    def record(self, labelled: Sequence[str], n_train: int, assistant: Sequence[str] = (), n_assistant_train: int = 0) -> dict[str, Any]:
+        """The sidecar's `labels` block (and what metrics provenance carries); the assistant's drawn
+        volumes only when there is an assistant."""
+        extra = {"assistant_cases": list(assistant), "n_assistant": len(assistant), "n_assistant_train": n_assistant_train} if self.assistant else {}
         return {
             "target": self.target,
             "cases": list(labelled),
@@ -123,7 +143,7 @@ class LabelBudget:
             "seed": self.seed,
             "fraction": self.fraction,
             "assistant": self.assistant,
-        }
+        } | extra
 
 
 @dataclass
@@ -181,11 +201,17 @@ def load_train_data(
     elif needs.target_images or needs.target_labels:
         target = training_slices(target_cache, with_labels=needs.target_labels)
     assistant: SliceSet | None = None
+    assistant_cases: tuple[str, ...] = ()
+    assistant_train: list[str] = []
     if assistant_cache is not None:
-        assistant = training_slices(assistant_cache, with_labels=True)
+        assistant_train = training_cases(assistant_cache)
+        assistant_cases = budget.draw_assistant(assistant_train, assistant_cache)
+        assistant = training_slices(assistant_cache, with_labels=True, cases=assistant_cases)
         if assistant.modality != budget.assistant:
             raise ConfigError(f"--assistant-cache {assistant_cache}: holds modality '{assistant.modality}', labels.assistant says '{budget.assistant}'")
         ids["assistant"] = sha256_file(Path(assistant_cache) / MANIFEST)
+        if budget.assistant_volumes is not None:
+            ids["assistant"] = sha256_json({"manifest": ids["assistant"], "cases": list(assistant_cases)})
     records = {
         "source": data_record(source_cache, source, needs.source_labels),
         "target": data_record(target_cache, target, budget.target != "none"),
@@ -195,4 +221,5 @@ def load_train_data(
     if assistant is not None:
         assert assistant_cache is not None
         records["assistant"] = data_record(assistant_cache, assistant, True)
-    return LoadedData(TrainData(source, target, unlabelled, assistant), ids, budget.record(labelled, len(train)), records)
+    labels = budget.record(labelled, len(train), assistant_cases, len(assistant_train))
+    return LoadedData(TrainData(source, target, unlabelled, assistant), ids, labels, records)

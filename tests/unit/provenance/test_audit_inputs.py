@@ -148,17 +148,22 @@ def test_every_report_row_states_the_label_budget_and_the_numbers_do_not_change(
     subset["provenance"]["label_budget"] = drawn  # evaluation copies the sidecar's `labels` here
     listed = metrics_doc("listed_mr2ct", 0, [0.7] * 4, method="oracle", label="listed", labels={"target": "subset", "cases": ["1002", "1005"]})
     listed["provenance"]["label_budget"] = {**drawn, "cases": ["1002", "1005"], "n_labelled": 2, "seed": 0, "fraction": None, "assistant": None}
+    assisted = metrics_doc("mkd_mr2ct", 0, [0.8] * 4, method="mkd", label="assisted",
+                           labels={"target": "subset", "fraction": 0.25, "seed": 3, "assistant": "mr", "assistant_volumes": 8})
+    assisted["provenance"]["label_budget"] = {**drawn, "assistant_cases": [str(1001 + i) for i in range(8)], "n_assistant": 8, "n_assistant_train": 16}
     docs = [
         metrics_doc("source_only_mr2ct", 0, [0.5] * 4, method="source_only"),  # no labels block: the method says none
         metrics_doc("oracle_mr2ct", 0, [0.9] * 4, method="oracle"),  # declares target labels: all
         subset,
         listed,
+        assisted,
     ]
     expected = {
         "source_only_mr2ct": "target labels: none",
         "oracle_mr2ct": "target labels: all",
         "semi_mr2ct": "target labels: subset 4/16 (seed 3); assistant: mr",
         "listed_mr2ct": "target labels: subset 2/16 (cases 1002, 1005)",
+        "mkd_mr2ct": "target labels: subset 4/16 (seed 3); assistant: mr 8/16",
     }
     assert {d["experiment"]["name"]: label_budget(d) for d in docs} == expected
     no_record = {**listed, "provenance": {k: v for k, v in listed["provenance"].items() if k != "label_budget"}}
@@ -169,7 +174,7 @@ def test_every_report_row_states_the_label_budget_and_the_numbers_do_not_change(
     assert {e: set(csv.loc[csv["experiment"] == e, "labels"]) for e in expected} == {e: {v} for e, v in expected.items()}
     cells = _parse_markdown((tmp_path / "report" / "summary.md").read_text())
     assert len(cells) == 4 * len(docs)  # every metric table has every experiment, and every row its budget
-    rows = {"source_only": "source_only_mr2ct", "oracle": "oracle_mr2ct", "semi": "semi_mr2ct", "listed": "listed_mr2ct"}
+    rows = {"source_only": "source_only_mr2ct", "oracle": "oracle_mr2ct", "semi": "semi_mr2ct", "listed": "listed_mr2ct", "assisted": "mkd_mr2ct"}
     assert all(row["labels"] == expected[rows[method]] for (_, method, _), row in cells.items())
     # the numbers are those of a report without the column
     plain = [str(write_doc(tmp_path / "plain", {**d, "experiment": {k: v for k, v in d["experiment"].items() if k != "labels"}})) for d in docs]

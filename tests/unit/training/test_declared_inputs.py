@@ -336,3 +336,28 @@ def test_cli_train_takes_inputs_and_labels(caches, tmp_path, monkeypatch, capsys
     assert json.loads((run / "model.json").read_text())["labels"]["cases"] == ["2"]
     assert cli.main([*argv, "--input", f"warm_start={run / 'model.pt'}"]) == 2
     assert "takes no input 'warm_start'" in capsys.readouterr().err
+
+
+def test_assistant_volumes_are_a_seeded_nested_draw_recorded_and_hashed(caches, tmp_path, monkeypatch):
+    """`assistant_volumes` labels that many assistant training volumes: the same seed draws the same
+    ones, a smaller draw is inside a larger one, only their labels are read, and the count joins the
+    resume hash and the report's label column."""
+    budget = {"target": "subset", "cases": ["1"], "assistant": "mr"}
+    needs = DataNeeds(source_images=False, target_images=True, target_labels=True, assistant_labels=True)
+    one, two = (LabelBudget.from_block({**budget, "assistant_volumes": n, "seed": 5}, needs, "joint").draw_assistant(["1", "2", "3"], "c") for n in (1, 2))
+    assert len(one) == 1 and len(two) == 2 and set(one) <= set(two)
+    loaded = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda path, *a, **k: loaded.append(str(path)) or real_load(path, *a, **k))
+    side = _train(caches, tmp_path / "j1", method="joint", labels={**budget, "assistant_volumes": 1, "seed": 5}, assistant_cache=caches["mr"])
+    monkeypatch.setattr(np, "load", real_load)
+    assert side["labels"]["assistant_cases"] == list(one) and (side["labels"]["n_assistant"], side["labels"]["n_assistant_train"]) == (1, 3)
+    assert side["data"]["assistant"]["cases"] == list(one)
+    mr_labels = sorted(Path(p).name for p in loaded if "/mr/" in p and p.endswith("_label.npy"))
+    assert mr_labels == [f"{one[0]}_label.npy"]  # no other assistant case's labels were read
+    full = _train(caches, tmp_path / "j2", method="joint", labels={**budget, "seed": 5}, assistant_cache=caches["mr"])
+    assert full["labels"]["n_assistant"] == 3 and full["config_hash"] != side["config_hash"]
+    with pytest.raises(ConfigError, match="assistant_volumes: 4 but .* has 3 training cases"):
+        _train(caches, tmp_path / "j3", method="joint", labels={**budget, "assistant_volumes": 4}, assistant_cache=caches["mr"])
+    with pytest.raises(ConfigError, match="assistant_volumes: needs `assistant`"):
+        LabelBudget.from_block({"target": "all", "assistant_volumes": 2}, ORACLE_NEEDS, "oracle")

@@ -73,6 +73,7 @@ class MkdParams(TrainParams):
     iam: bool = field(default=True, metadata=doc("false: no IAM, the segmenters see raw assistant images (ablation)"))
     iam_warmup: int = field(default=0, metadata=doc("IAM-only iterations before the segmenters start (counted in `iterations`)"))
     lambda_seg_to_generator: float = field(default=1.0, metadata=doc("weight of S_syn's supervised loss in G_a->t's objective (online coupling)"))
+    coupling_batch_size: int | None = field(default=None, metadata=doc("assistant slices whose S_syn loss reaches G_a->t (None: all of batch_size; fewer is cheaper)"))
     ngf: int = field(default=64, metadata=doc("IAM generator width (ignored with warm_start: its file's)"))
     n_blocks: int = field(default=9, metadata=doc("IAM generator residual blocks (ignored with warm_start)"))
     ndf: int = field(default=64, metadata=doc("IAM discriminator width"))
@@ -109,6 +110,8 @@ class Mkd(SegmentationMethod):
             raise ConfigError(f"mkd: intensity '{p.intensity}' is not one of {list(MODES)}")
         if not 0 <= p.iam_warmup < p.iterations:
             raise ConfigError(f"mkd: iam_warmup {p.iam_warmup} must be in [0, iterations) (iterations {p.iterations})")
+        if p.coupling_batch_size is not None and not p.gan_batch_size <= p.coupling_batch_size <= p.batch_size:
+            raise ConfigError(f"mkd: coupling_batch_size {p.coupling_batch_size} must be in [gan_batch_size, batch_size] ([{p.gan_batch_size}, {p.batch_size}])")
         if not p.iam and (p.iam_warmup or "warm_start" in self.input_paths):
             raise ConfigError("mkd: iam: false has no image alignment module; remove iam_warmup and the warm_start input")
         self.unet = {**DEFAULT_NETWORK, **p.network, "num_classes": num_classes}
@@ -227,8 +230,14 @@ class Mkd(SegmentationMethod):
         set_requires_grad([self.d_t, self.d_a, self.s_real, self.s_syn], False)
         t: dict[str, torch.Tensor] = {}
         with self.precision.autocast():
-            x_seg = seg_term[0] if seg_term is not None else x_a[:b]
-            x_at = self.g_at(x_seg)
+            if seg_term is None:
+                x_at = self.g_at(x_a[:b])
+                rest = x_a[:0]
+            else:
+                c = min(p.coupling_batch_size or len(x_a), len(x_a))
+                x_at = self.g_at(x_a[:c])
+                with torch.no_grad():  # the rest of the segmenters' synthetic batch, by the same (pre-update) G_a->t
+                    rest = self.g_at(x_a[c:]) if c < len(x_a) else x_a[:0]
             fake_t, fake_a = x_at[:b], self.g_ta(x_t)
             t["g_adv_t"], t["g_adv_a"] = lsgan_generator(self.d_t(fake_t)), lsgan_generator(self.d_a(fake_a))
             t["cycle_a"], t["cycle_t"] = l1(self.g_ta(fake_t), x_a[:b]), l1(self.g_at(fake_a), x_t)
@@ -239,7 +248,7 @@ class Mkd(SegmentationMethod):
         if seg_term is not None and p.lambda_seg_to_generator > 0:  # S_syn frozen: the gradient reaches G_a->t only
             with self.precision.autocast():
                 logits = self.s_syn(x_at)
-            t["g_seg_syn"] = self.loss(logits.float(), seg_term[1])
+            t["g_seg_syn"] = self.loss(logits.float(), seg_term[1][: len(x_at)])
             total = total + p.lambda_seg_to_generator * t["g_seg_syn"]
         t["g_total"] = total
         self.backward_step(total, self.opts["g"])
@@ -249,7 +258,7 @@ class Mkd(SegmentationMethod):
             t["d_a"] = lsgan_discriminator(self.d_a(x_a[:b]), self.d_a(self.pool_a.query(fake_a.detach())))
         self.backward_step(t["d_t"] + t["d_a"], self.opts["d"])
         set_requires_grad([self.s_real, self.s_syn], True)
-        self._x_at = x_at.detach()
+        self._x_at = torch.cat([x_at.detach(), rest])
         return t
 
     def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:

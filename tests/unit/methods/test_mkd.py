@@ -128,6 +128,15 @@ def test_generator_gets_the_synthetic_segmentation_loss_but_segmenters_stay_froz
     assert not _same(coupled.g_at, uncoupled.g_at)
 
 
+def test_a_smaller_coupling_batch_still_gives_the_segmenters_a_whole_synthetic_batch():
+    m = _method(batch_size=3, coupling_batch_size=1)
+    terms = _steps(m)
+    assert m._x_at.shape[0] == 3 and not m._x_at.requires_grad
+    assert torch.isfinite(terms["g_seg_syn"])
+    with pytest.raises(ConfigError, match=r"coupling_batch_size 4 must be in \[gan_batch_size, batch_size\]"):
+        _method(batch_size=3, coupling_batch_size=4)
+
+
 def test_warmup_trains_the_iam_alone():
     m = _method(iam_warmup=2)
     s_real, s_syn, g_at = _weights(m.s_real), _weights(m.s_syn), _weights(m.g_at)

@@ -139,6 +139,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         reference=args.reference,
         comparisons=args.comparisons,
         source_kinds=args.source_kinds,
+        sweeps=args.sweeps,
     )
 
 
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", default="xmodseg report")
     s.add_argument("--reference", type=_json_arg, default=None, help="published numbers to compare with (the config's `reference`)")
     s.add_argument("--comparisons", type=_json_arg, default=[], help="extra [[A, B], ...] experiment pairs (the config's `report.comparisons`)")
+    s.add_argument("--sweeps", type=_json_arg, default=[], help="[{title, x, lines}] label-budget sweeps to plot (the config's `report.sweeps`)")
     s.add_argument("--source-kinds", type=_json_arg, default=None, help="{modality: data-set source kind}: is the SIFA-compatible grid the release's?")
     s.set_defaults(func=cmd_report)
 

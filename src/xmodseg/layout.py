@@ -53,6 +53,7 @@ PATTERNS: dict[str, str] = {
     "report_bar": "results/report/dice_bar.png",
     "report_comparisons": "results/report/comparisons.csv",
     "report_overlay": "results/report/overlay_{exp}.png",
+    "report_sweeps": "results/report/sweeps.png",
     # provenance
     "provenance_report": "results/provenance/report.html",
     "provenance_metadata": "results/provenance/report_metadata.yaml",

@@ -23,11 +23,13 @@ rule report:
         bar=report(P["report_bar"], caption="../report/dice_bar.rst", category="Summary"),
         comparisons=report(P["report_comparisons"], caption="../report/comparisons.rst", category="Summary"),
         overlays=report(R.report_overlays(CFG), caption="../report/overlay.rst", category="Overlays"),
+        sweeps=R.report_sweeps(CFG),
     params:
         out=lambda w, output: os.path.dirname(output.md),  # the folder of the declared outputs
         title=CFG.report.get("title", "xmodseg report"),  # plain text, quoted by :q below
         reference=f"--reference {as_arg(CFG.raw['reference'])}" if CFG.raw.get("reference") else "",
         comparisons=as_arg([list(pair) for pair in CFG.comparisons]),
+        sweeps=as_arg(list(CFG.sweeps)),
         source_kinds=as_arg({m: CFG.dataset.source_of(m).get("kind", "") for m in CFG.dataset.modalities}),
     log:
         log_path("report"),
@@ -38,4 +40,4 @@ rule report:
     shell:
         "xmodseg report --metrics {input.metrics:q} --overlays {input.overlays:q} --translation {input.translation:q} "
         "--anatomy {input.anatomy:q} --out {params.out:q} --title {params.title:q} {params.reference} "
-        "--comparisons {params.comparisons} --source-kinds {params.source_kinds} > {log:q} 2>&1"
+        "--comparisons {params.comparisons} --sweeps {params.sweeps} --source-kinds {params.source_kinds} > {log:q} 2>&1"

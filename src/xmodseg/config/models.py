@@ -122,6 +122,7 @@ class WorkflowConfig:
     evaluation: Mapping[str, Any]
     report: Mapping[str, Any]
     comparisons: tuple[tuple[str, str], ...]
+    sweeps: tuple[dict[str, Any], ...]
     data_path: Mapping[str, str]
     raw: Mapping[str, Any]
 
@@ -148,6 +149,7 @@ class WorkflowConfig:
             evaluation=dict(raw.get("evaluation") or {}),
             report=dict(raw.get("report") or {}),
             comparisons=_comparisons(raw, exps),
+            sweeps=_sweeps(raw, exps),
             data_path=dict(raw.get("data_path") or {}),
             raw=raw,
         )
@@ -329,6 +331,29 @@ def _check_input_cycles(exps: Mapping[str, ExperimentConfig]) -> None:
 
     for n in exps:
         visit(n, [])
+
+
+SWEEP_AXES = ("n_assistant", "n_labelled")
+
+
+def _sweeps(raw: Mapping[str, Any], exps: Mapping[str, ExperimentConfig]) -> tuple[dict[str, Any], ...]:
+    """`report.sweeps` ({title, x, lines: {name: [experiments]}}), checked while planning: every
+    experiment exists and one sweep has one target (its points are the same test volumes)."""
+    out = []
+    for i, sweep in enumerate((raw.get("report") or {}).get("sweeps") or []):
+        where = f"report.sweeps[{i}]"
+        if sweep["x"] not in SWEEP_AXES:
+            raise ConfigError(f"{where}.x: '{sweep['x']}' is not one of {SWEEP_AXES}")
+        targets = set()
+        for line, names in sweep["lines"].items():
+            for name in names:
+                if name not in exps:
+                    raise ConfigError(f"{where}.lines.{line}: '{name}' is not in experiments ({sorted(exps)})")
+                targets.add(exps[name].target)
+        if len(targets) > 1:
+            raise ConfigError(f"{where}: experiments with different targets ({sorted(targets)}); a sweep compares one target's test volumes")
+        out.append({"title": str(sweep["title"]), "x": str(sweep["x"]), "lines": {str(k): [str(n) for n in v] for k, v in sweep["lines"].items()}})
+    return tuple(out)
 
 
 def _comparisons(raw: Mapping[str, Any], exps: Mapping[str, ExperimentConfig]) -> tuple[tuple[str, str], ...]:

@@ -217,5 +217,10 @@ def report_outputs(cfg: WorkflowConfig) -> list[str]:
     return [L.path(k) for k in REPORT_FILES]
 
 
+def report_sweeps(cfg: WorkflowConfig) -> list[str]:
+    """The sweep figure, declared only when `report.sweeps` names some."""
+    return [layout(cfg).path("report_sweeps")] if cfg.sweeps else []
+
+
 def report_overlays(cfg: WorkflowConfig) -> list[str]:
     return [layout(cfg).report_overlay(exp) for exp in cfg.experiments]

@@ -267,11 +267,13 @@ def build_report(
     comparisons: Sequence[Sequence[str]] = (),
     source_kinds: Mapping[str, str] | None = None,
     overlays: Sequence[str | os.PathLike[str]] | None = None,
+    sweeps: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """summary.md/csv, comparisons.csv, the bar plot and overlays. `comparisons`: explicit
     (A, B) experiment pairs on top of the default claims; `source_kinds`: {modality: the data
     set's source kind}, which says whether SIFA-compatible numbers are on the release grid;
-    `overlays`: the overlay.npz of each metrics file, in the same order (None: no overlay figures)."""
+    `overlays`: the overlay.npz of each metrics file, in the same order (None: no overlay figures);
+    `sweeps`: label-budget sweeps ({title, x, lines}) drawn in sweeps.png with their table."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = _load_metrics(metrics_files)
@@ -285,11 +287,58 @@ def build_report(
         raise ConfigError(f"report: {len(overlays)} overlay files for {len(metrics_files)} metrics files; pass one overlay per metrics file, in the same order")
     figures = _overlays(docs, out_dir, overlays or [])
     md = _markdown(title, summary, docs, figures, claims_section(made, notes))
+    if sweeps:
+        md += sweep_section(summary, docs, sweeps, out_dir / "sweeps.png")
     if reference:
         md += reference_section(summary, reference, source_kinds)
     if translation:
         md += translation_section(translation, anatomy, out_dir)
     write_text(out_dir / "summary.md", md)
+
+
+SWEEP_AXIS_LABELS = {"n_assistant": "labelled assistant volumes", "n_labelled": "labelled target volumes"}
+
+
+def sweep_points(summary: pd.DataFrame, docs: Sequence[MetricsDoc], sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One point per experiment of the sweep: x from its runs' drawn label budget (every seed must
+    agree), y the mean Dice over its seeds (class mean), with the std over seeds."""
+    dice = summary[(summary["metric"] == "dice") & (summary["class"] == "mean")].set_index("experiment")
+    points = []
+    for line, names in sweep["lines"].items():
+        for name in names:
+            xs = {(d.provenance.get(LABEL_BUDGET) or {}).get(sweep["x"]) for d in docs if d.name == name}
+            if name not in dice.index or len(xs) != 1 or None in xs:
+                raise ConfigError(f"report sweep '{sweep['title']}': {name} has no metrics or no single recorded {sweep['x']} ({sorted(map(str, xs))}); rerun its evaluation")
+            row, (x,) = dice.loc[name], xs
+            points.append({"line": line, "experiment": name, "x": int(x or 0), "mean": float(row["mean"]), "std": float(row["std_over_seeds"]), "n_seeds": int(row["n_seeds"])})
+    return points
+
+
+def sweep_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc], sweeps: Sequence[Mapping[str, Any]], path: Path) -> str:
+    """Dice against a label budget (`report.sweeps`): one panel per sweep in `path`, and a table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    all_points = [sweep_points(summary, docs, sw) for sw in sweeps]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 3.6), squeeze=False)
+    parts = ["\n## Label-budget sweeps\n\nMean Dice over the target test volumes (class mean) against the label budget; mean ± std over seeds.\n\n![sweeps](sweeps.png)\n"]
+    for ax, sweep, points in zip(axes[0], sweeps, all_points, strict=True):
+        parts.append(f"\n**{sweep['title']}**\n\n| line | {SWEEP_AXIS_LABELS[sweep['x']]} | experiment | Dice | seeds |\n|---|---|---|---|---|\n")
+        for line in sweep["lines"]:
+            pts = sorted((p for p in points if p["line"] == line), key=lambda p: p["x"])
+            ax.errorbar([p["x"] for p in pts], [p["mean"] for p in pts], yerr=[p["std"] for p in pts], marker="o", capsize=3, label=line)
+            parts += [f"| {line} | {p['x']} | {p['experiment']} | {format_cell(p['mean'], p['std'])} | {p['n_seeds']} |\n" for p in pts]
+        ax.set_xlabel(SWEEP_AXIS_LABELS[sweep["x"]])
+        ax.set_ylabel("Dice (class mean)")
+        ax.set_title(sweep["title"], fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return "".join(parts)
 
 
 def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], source_kinds: Mapping[str, str] | None = None) -> str:

@@ -229,3 +229,24 @@ def test_adaptation_is_compared_with_translate_then_segment_on_the_same_translat
     pairs = set(zip(csv["experiment_a"], csv["experiment_b"], strict=True))
     assert ("glua_mr2ct", "t2s_adgan_mr2ct") in pairs and ("glua_mr2ct", "t2s_cyclegan_mr2ct") not in pairs
     assert ("sifa_mr2ct", "t2s_cyclegan_mr2ct") in pairs  # no translator of its own: the first one
+
+
+def test_sweep_section_plots_dice_against_the_recorded_budget(tmp_path):
+    docs, files = [], []
+    for name, n, dice in (("a16", 16, 0.8), ("a4", 4, 0.6), ("a8", 8, 0.7)):
+        for seed, shift in ((0, -0.01), (1, 0.01)):
+            d = metrics_doc(name, seed, [dice + shift] * 4, method="mkd")
+            d["provenance"]["label_budget"] = {"target": "subset", "n_labelled": 4, "n_train": 16, "assistant": "mr", "n_assistant": n, "n_assistant_train": 16}
+            docs.append(d)
+            files.append(str(write_doc(tmp_path / "evaluation", d)))
+    sweep = {"title": "MKD: assistant volumes", "x": "n_assistant", "lines": {"mkd": ["a16", "a4", "a8"]}}
+    build_report(files, tmp_path / "report", sweeps=[sweep])
+    md = (tmp_path / "report" / "summary.md").read_text()
+    rows = [line for line in md.split("## Label-budget sweeps")[1].splitlines() if line.startswith("| mkd |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["4", "8", "16"]  # sorted by the recorded budget
+    assert rows[0].split("|")[4].strip() == "0.600 ± 0.010" and rows[0].split("|")[5].strip() == "2"
+    assert (tmp_path / "report" / "sweeps.png").stat().st_size > 1000
+    unrecorded = [{**d, "provenance": {k: v for k, v in d["provenance"].items() if k != "label_budget"}} for d in docs]
+    files = [str(write_doc(tmp_path / "bad", d)) for d in unrecorded]
+    with pytest.raises(ConfigError, match="a16 has no metrics or no single recorded n_assistant"):
+        build_report(files, tmp_path / "report2", sweeps=[sweep])

@@ -295,12 +295,20 @@ def _labels(key: str, block: Mapping[str, Any], cls: Any, spec: DatasetSpec) -> 
         if len(set(cases)) != len(cases):
             raise ConfigError(f"{key}.cases: duplicate case ids")
     assistant = given.get("assistant")
+    if assistant is None and getattr(needs, "assistant_labels", False):
+        others = sorted(m for m in spec.modalities if m != block["target"])
+        raise ConfigError(f"{key}.assistant: method {cls.name} trains on a second labelled modality; name it (one of {others}, the experiment's source)")
     if assistant is not None:
         if not getattr(needs, "assistant_labels", False):
             raise ConfigError(f"{key}.assistant: method {cls.name} does not use a second labelled modality (its declared data needs)")
         if assistant == block["target"] or assistant not in spec.modalities:
             others = sorted(m for m in spec.modalities if m != block["target"])
             raise ConfigError(f"{key}.assistant: '{assistant}' must be a modality of data set '{spec.name}' other than the target ({others})")
+        if assistant != block["source"]:
+            raise ConfigError(
+                f"{key}.assistant: '{assistant}' differs from the experiment's source '{block['source']}'; the assistant modality is the "
+                f"source (the report's direction, a warm start's translator), so set source: {assistant}"
+            )
     volumes = given.get("assistant_volumes")
     if volumes is not None:
         if assistant is None:

@@ -123,9 +123,9 @@ def test_declared_inputs_resolve_to_paths_for_rules_and_dvc(tiny_dataset):
         ({"s": _exp("sifa", inputs={"warm_start": "dis_mr2ct"})}, r"experiments\.s\.inputs\.warm_start: translators\.dis_mr2ct is a disentangled translator; this input takes cyclegan"),
         ({"s": _exp("sifa", source="ct", target="mr", inputs={"warm_start": "cyclegan_mr2ct"})}, r"experiments\.s\.inputs\.warm_start: 'cyclegan_mr2ct' goes mr->ct, the experiment ct->mr"),
         ({"s": _exp("source_only", inputs={"warm_start": "cyclegan_mr2ct"})}, r"experiments\.s\.inputs\.warm_start: method source_only takes no input .*declares no inputs"),
-        ({"t": _exp("toy", labels={"target": "all"})}, r"experiments\.t\.inputs\.teacher: required by method toy"),
-        ({"t": _exp("toy", inputs={"teacher": "t"}, labels={"target": "all"})}, r"experiments\.t\.inputs\.teacher: 't' is not another entry of experiments"),
-        ({"a": _exp("toy", inputs={"teacher": "b"}, labels={"target": "all"}), "b": _exp("toy", inputs={"teacher": "a"}, labels={"target": "all"})},
+        ({"t": _exp("toy", labels={"target": "all", "assistant": "mr"})}, r"experiments\.t\.inputs\.teacher: required by method toy"),
+        ({"t": _exp("toy", inputs={"teacher": "t"}, labels={"target": "all", "assistant": "mr"})}, r"experiments\.t\.inputs\.teacher: 't' is not another entry of experiments"),
+        ({"a": _exp("toy", inputs={"teacher": "b"}, labels={"target": "all", "assistant": "mr"}), "b": _exp("toy", inputs={"teacher": "a"}, labels={"target": "all", "assistant": "mr"})},
          r"experiments\.a\.inputs: a cycle .*\(a -> b -> a\)"),
         ({"t": _exp("translate_then_segment")}, r"experiments\.t\.translator: required for method translate_then_segment"),
         ({"g": _exp("glua")}, r"experiments\.g\.translator: required for method glua \(it trains on a translator's translated source cache"),
@@ -149,6 +149,9 @@ def test_declared_input_mistakes_name_the_key(tiny_dataset, experiments, key):
         ({"target": "subset", "cases": ["9"]}, "oracle", r"labels\.cases: '9' is not a case of modality 'ct'"),
         ({"assistant": "mr"}, "oracle", r"labels\.assistant: method oracle does not use a second labelled modality"),
         ({"target": "all", "assistant": "ct"}, "assisted_twin", r"labels\.assistant: 'ct' must be a modality of data set 'tiny' other than the target"),
+        ({"target": "all", "assistant_volumes": 2}, "oracle", r"labels\.assistant_volumes: needs `assistant`"),
+        ({"target": "all"}, "assisted_twin", r"labels\.assistant: method assisted_twin trains on a second labelled modality; name it \(one of \['mr'\]"),
+        ({"target": "all", "assistant": "mr", "assistant_volumes": 4}, "assisted_twin", r"labels\.assistant_volumes: 4, but modality 'mr' has 3 training cases"),
     ],
 )
 def test_label_budget_mistakes_name_the_key(tiny_dataset, labels, method, key):

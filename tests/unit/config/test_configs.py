@@ -45,6 +45,9 @@ def test_config_plans(copy, name):
         assert "rule fetch_source:" in out and "import_ct" in out
         # GLUA's rows need only data: step A (adgan) and step B (glua) in both directions
         assert out.count("xmodseg translate --translator adgan") == 2 and out.count("xmodseg train --method glua") == 2
+        if name.startswith("mmwhs_sifa.yaml"):  # MKD's rows too: both directions, full budget, with their baselines
+            assert out.count("xmodseg train --method mkd") == 2 and out.count("xmodseg train --method joint") == 2
+            assert out.count("xmodseg train --method finetune") == 2 and "--assistant-cache data/prepared/" in out
         # one prepare_cache rule; the release's cache is built from its download (the marker), by source kind
         prepare = [line for line in out.splitlines() if "xmodseg prepare-cache" in line]
         assert len(prepare) == 2 and all(("--marker data/downloads/" in line) == bool(dataset) for line in prepare), prepare

@@ -225,3 +225,13 @@ def test_resume_is_bit_identical(tmp_path):
     for name, net in full.method.networks().items():
         assert _same(net, resumed.method.networks()[name]), name
     assert _same(full.method.inference_network(), resumed.method.inference_network())
+
+
+def test_single_segmenter_inference_is_the_same_training():
+    """`ensemble: false` changes only what is saved: both runs train the same weights, so the
+    single-segmenter row is S_real of the ensemble's run."""
+    both, single = _method(), _method(ensemble=False)
+    _steps(both, 2)
+    _steps(single, 2)
+    assert _same(both.s_real, single.s_real) and _same(both.s_syn, single.s_syn)
+    assert len(single.inference_network().members) == 1 and _same(single.inference_network().members[0], both.s_real)

@@ -24,7 +24,7 @@ from xmodseg.methods import register
 from xmodseg.methods.base import DataNeeds, TrainData
 from xmodseg.methods.supervised import SupervisedParams, SupervisedSegmentation
 from xmodseg.slices import SliceSet
-from xmodseg.training.device import Precision, optimizer_options, to_device
+from xmodseg.training.device import Precision, optimizer_options
 from xmodseg.training.params import TrainParams, doc
 from xmodseg.training.schedules import make_schedule
 
@@ -42,19 +42,13 @@ class Joint(SupervisedSegmentation):
         assert data.target is not None
         return data.target
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+    def batch(self, data: TrainData, sampler: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch_size` target slices, then `batch_size` assistant slices."""
         assert data.target is not None and data.assistant is not None
         x_t, y_t = data.target.sample(self.batch_size, sampler)
         x_a, y_a = data.assistant.sample(self.batch_size, sampler)
         assert y_t is not None and y_a is not None
-        cl = self.params.channels_last
-        images, labels = to_device(torch.cat([x_t, x_a]), self.device, cl), torch.cat([y_t, y_a]).to(self.device)
-        with self.precision.autocast():
-            logits = self.net(images)
-        loss = self.loss(logits.float(), labels)
-        self.backward_step(loss, self.opt)
-        self.sched.step()
-        return {"seg": loss.detach()}
+        return torch.cat([x_t, x_a]), torch.cat([y_t, y_a])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +92,7 @@ class Finetune(SupervisedSegmentation):
         assert slices is not None
         images, labels = slices.sample(self.batch_size, sampler)
         assert labels is not None
-        images, labels = to_device(images, self.device, self.params.channels_last), labels.to(self.device)
-        with self.precision.autocast():
-            logits = self.net(images)
-        loss = self.loss(logits.float(), labels)
         opt, sched = (self.opt, self.sched) if pretraining else (self.opt_finetune, self.sched_finetune)
-        self.backward_step(loss, opt)
+        loss = self.seg_step(images, labels, opt)
         sched.step()
-        return {"seg_assistant" if pretraining else "seg_target": loss.detach()}
+        return {"seg_assistant" if pretraining else "seg_target": loss}

@@ -69,16 +69,25 @@ class SupervisedSegmentation(SegmentationMethod):
     def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
         return {"segmenter": self.sched}
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+    def batch(self, data: TrainData, sampler: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This iteration's labelled images and labels (CPU); `labelled_set` by default."""
         images, labels = self.labelled_set(data).sample(self.batch_size, sampler)
         assert labels is not None
+        return images, labels
+
+    def seg_step(self, images: torch.Tensor, labels: torch.Tensor, opt: torch.optim.Optimizer) -> torch.Tensor:
+        """One Dice + CE update of the segmenter with `opt`; returns the detached loss."""
         images, labels = to_device(images, self.device, self.params.channels_last), labels.to(self.device)
         with self.precision.autocast():
             logits = self.net(images)
         loss = self.loss(logits.float(), labels)
-        self.backward_step(loss, self.opt)
+        self.backward_step(loss, opt)
+        return loss.detach()
+
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+        loss = self.seg_step(*self.batch(data, sampler, step), self.opt)
         self.sched.step()
-        return {"seg": loss.detach()}
+        return {"seg": loss}
 
     def inference_architecture(self) -> dict[str, Any]:
         return self._arch

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from xmodseg.nn.networks import architecture, monai_unet
+from xmodseg.nn.sifa import map_to_unit
 
 
 class SoftmaxEnsemble(nn.Module):
@@ -33,10 +34,7 @@ class SoftmaxEnsemble(nn.Module):
         self.register_buffer("intensity_range", torch.tensor([float(v) for v in intensity_range]))
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        if self.intensity_mode == "sifa_fixed":
-            return x
-        low, high = self.intensity_range[0], self.intensity_range[1]
-        return (2 * (x - low) / (high - low) - 1).clamp(-1, 1)
+        return map_to_unit(x, self.intensity_range, self.intensity_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Cached target intensities [B, 1, H, W] -> log mean softmax [B, K, H, W]."""

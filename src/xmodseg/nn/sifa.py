@@ -27,6 +27,15 @@ from torch import nn
 from xmodseg.nn.networks import architecture
 
 
+def map_to_unit(x: torch.Tensor, intensity_range: torch.Tensor, mode: str) -> torch.Tensor:
+    """Cached intensities -> [-1, 1] as training mapped them (the network's stored range), clamped;
+    "sifa_fixed": the cache is already in SIFA's [-1, 1] (no map, no clamp)."""
+    if mode == "sifa_fixed":
+        return x
+    low, high = intensity_range[0], intensity_range[1]
+    return (2 * (x - low) / (high - low) - 1).clamp(-1, 1)
+
+
 def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
@@ -204,10 +213,7 @@ class SifaSegmenter(nn.Module):
         return feats, main, aux
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        if self.intensity_mode == "sifa_fixed":
-            return x
-        low, high = self.intensity_range[0], self.intensity_range[1]
-        return (2 * (x - low) / (high - low) - 1).clamp(-1, 1)
+        return map_to_unit(x, self.intensity_range, self.intensity_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

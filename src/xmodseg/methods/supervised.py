@@ -121,6 +121,15 @@ class Oracle(SupervisedSegmentation):
 
 
 @register
+class SupervisedSubset(Oracle):
+    """The semi-supervised lower bound: the oracle's training on the labelled target subset only
+    (`labels: {target: subset, ...}`); the unlabelled training cases are never loaded."""
+
+    name: ClassVar[str] = "supervised_subset"
+    needs: ClassVar[DataNeeds] = DataNeeds(source_images=False, target_images=False, target_labels=True)
+
+
+@register
 class TranslateThenSegment(SupervisedSegmentation):
     """Two-stage baseline (the "CycleGAN" row of the SIFA tables): the segmenter is trained on
     source slices translated to the target look (a translator's cache), with the source labels."""

@@ -2,9 +2,8 @@
 
 The segmenters (MONAI U-Nets, `networks.monai_unet`) were trained on images mapped to [-1, 1] (the
 image alignment module's range), so the network maps cached target intensities the same way
-before segmenting, with the range stored as a buffer in the model file. It returns the log of the
-mean probability: argmax gives the ensemble's labels, softmax gives the mean probabilities back.
-One member (`members: 1`) is single-segmenter inference (S_real only).
+before segmenting, with the range stored as a buffer in the model file; the rest is
+`xmodseg.nn.ensemble.MeanSoftmax` (log of the mean probability). One member (`members: 1`) is single-segmenter inference (S_real only).
 """
 
 from __future__ import annotations
@@ -15,11 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from xmodseg.nn.ensemble import MeanSoftmax
 from xmodseg.nn.networks import architecture, monai_unet
 from xmodseg.nn.sifa import map_to_unit
 
 
-class SoftmaxEnsemble(nn.Module):
+class SoftmaxEnsemble(MeanSoftmax):
     intensity_range: torch.Tensor  # a buffer (typed here: Module.__getattr__ cannot say it is a tensor)
 
     def __init__(
@@ -28,19 +28,15 @@ class SoftmaxEnsemble(nn.Module):
         intensity_range: Sequence[float] = (-1.0, 1.0),
         intensity_mode: str = "percentile",
     ) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
+        super().__init__(members)
         self.intensity_mode = intensity_mode  # "sifa_fixed": inputs are already in [-1, 1] (no map, no clamp)
         self.register_buffer("intensity_range", torch.tensor([float(v) for v in intensity_range]))
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         return map_to_unit(x, self.intensity_range, self.intensity_mode)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Cached target intensities [B, 1, H, W] -> log mean softmax [B, K, H, W]."""
-        x = self.to_unit(x)
-        probs = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
-        return torch.log(probs.clamp_min(1e-12))
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_unit(x)
 
 
 @architecture("mkd_ensemble")

@@ -14,7 +14,7 @@ from xmodseg.artifacts.model_file import Architecture, ModelFile
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 # Modules of this package that define inference networks; a method that brings its own network
 # registers it with `architecture` in its module, imported by the method registry.
-_NETWORK_MODULES = ("xmodseg.nn.layers", "xmodseg.nn.sifa", "xmodseg.nn.disentangled", "xmodseg.nn.deeplab", "xmodseg.nn.adgan", "xmodseg.nn.mkd")
+_NETWORK_MODULES = ("xmodseg.nn.layers", "xmodseg.nn.sifa", "xmodseg.nn.disentangled", "xmodseg.nn.deeplab", "xmodseg.nn.adgan", "xmodseg.nn.ensemble", "xmodseg.nn.mkd")
 
 
 def architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from xmodseg.errors import ConfigError
-from xmodseg.registry import DatasetSpec, check_has_test_cases, load_dataset
+from xmodseg.registry import DatasetSpec, check_has_test_cases, load_dataset, parse_cases
 
 LABEL_TARGETS = ("none", "subset", "all")
 INPUT_KINDS = ("translator_model", "translated_cache", "experiment_model")
@@ -285,7 +285,7 @@ def _labels(key: str, block: Mapping[str, Any], cls: Any, spec: DatasetSpec) -> 
     elif fraction is not None or cases is not None:
         raise ConfigError(f"{key}: `fraction` / `cases` apply only with target: subset (here target: {target})")
     if cases is not None:
-        cases = tuple(str(c) for c in cases)
+        cases = parse_cases(cases, f"{key}.cases")  # a list, or the registry's {format, product} form
         given["cases"] = list(cases)
         for case in cases:
             if case not in mod.cases:

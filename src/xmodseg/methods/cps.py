@@ -124,7 +124,7 @@ class Cps(SegmentationMethod):
         """`model`'s pseudo-labels on the unlabelled batch and the mask of pixels kept (None: all)."""
         return probs_u.argmax(dim=1), None
 
-    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, data: TrainData, sampler: torch.Generator, step: int) -> dict[str, torch.Tensor | float]:
         assert data.target is not None
         p = self.params
         x_l, y_l = data.target.sample(p.batch_size, sampler)
@@ -150,7 +150,7 @@ class Cps(SegmentationMethod):
         self.backward_step(loss, *self.opts.values())
         for sched in self.scheds.values():
             sched.step()
-        out = {"seg_a": sup["a"].detach(), "seg_b": sup["b"].detach(), "cps_a": cps["a"].detach(), "cps_b": cps["b"].detach(), "cps_weight": weight}
+        out: dict[str, torch.Tensor | float] = {"seg_a": sup["a"].detach(), "seg_b": sup["b"].detach(), "cps_a": cps["a"].detach(), "cps_b": cps["b"].detach(), "cps_weight": weight}
         masks = [m for _, m in pseudo.values() if m is not None]
         if masks:
             out["kept"] = torch.stack([m.mean() for m in masks]).mean()

@@ -3,6 +3,7 @@ protocols need only data, not code."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from xmodseg.config import WorkflowConfig
 from xmodseg.config import resolve as R
 from xmodseg.errors import ConfigError
 from xmodseg.methods import METHODS
+from xmodseg.registry import load_dataset
 from xmodseg.training.trainable import DataNeeds, InputSpec
 from xmodseg.translation.registry import TRANSLATORS
 
@@ -167,6 +169,29 @@ def test_label_budget_defaults_follow_the_declared_needs(tiny_dataset):
     assert cfg.experiments["o"].labels.target == "all" and cfg.experiments["s"].labels.target == "none"
     c = cfg.experiments["c"].labels
     assert (c.target, c.cases, c.seed, c.as_arg()["cases"]) == ("subset", ("1", "2"), 3, ["1", "2"])  # ids as strings
+
+
+def test_label_cases_take_the_registry_format_product_form(tiny_dataset):
+    """ACDC's labelled patients: both frames of each (the registry's {format, product} form)."""
+    cases = {"format": "{0}", "product": [["1", "2"]]}
+    cfg = _plan(tiny_dataset, {"c": _exp("oracle", labels={"target": "subset", "cases": cases})})
+    assert cfg.experiments["c"].labels.cases == ("1", "2") and cfg.experiments["c"].labels.as_arg()["cases"] == ["1", "2"]
+    with pytest.raises(ConfigError, match=r"experiments\.c\.labels\.cases: '4' is a test case"):
+        _plan(tiny_dataset, {"c": _exp("oracle", labels={"target": "subset", "cases": {"format": "{0}", "product": [["1", "4"]]}})})
+
+
+def test_acdc_semi_labels_14_training_patients_both_frames(copy):
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/acdc_semi.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if "xmodseg train --method co_da" in line]
+    assert len(lines) == 1
+    labels = json.loads(lines[0].split("--labels '")[1].split("'")[0])
+    patients = {c.rsplit("_", 1)[0] for c in labels["cases"]}
+    assert len(labels["cases"]) == 28 and len(patients) == 14 and all(f"{p}_ED" in labels["cases"] and f"{p}_ES" in labels["cases"] for p in patients)
+    spec = load_dataset(REPO / "config" / "datasets.yaml", "acdc")
+    assert not set(labels["cases"]) & set(spec.modality("mr").test_cases) and len(spec.modality("mr").test_cases) == 40
+    groups = {(int(c[7:10]) - 1) // 20 for c in spec.modality("mr").test_cases}
+    assert groups == {0, 1, 2, 3, 4}  # every ACDC pathology group is tested
 
 
 def test_a_bad_input_stops_snakemake_while_planning(copy):

@@ -41,6 +41,7 @@ from xmodseg.errors import InputDataError
 from xmodseg.hashing import sha256_file
 from xmodseg.layout import PATTERNS, Layout, match, sidecar_of
 from xmodseg.provenance.dvc_lock import DvcLock
+from xmodseg.reporting.compare import direction_label
 
 
 @dataclass
@@ -417,10 +418,11 @@ def _fmt6(v: float) -> str:
     return "" if math.isnan(v) else f"{v:.6f}"
 
 
-def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
-    """{(section title, method label, direction): {column: cell}} of the summary's tables: one
-    cell per class, and the `labels` (label budget) cell."""
-    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+def _parse_markdown(md: str) -> dict[tuple[str, str, str, str], dict[str, str]]:
+    """{(section title, method label, direction, labels): {column: cell}} of the summary's tables:
+    one cell per class, and the `labels` (label budget) cell, which tells apart rows of one method
+    and direction at different label budgets (a label-fraction sweep)."""
+    cells: dict[tuple[str, str, str, str], dict[str, str]] = {}
     section = ""
     header: list[str] = []
     for line in md.splitlines():
@@ -433,8 +435,17 @@ def _parse_markdown(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
             elif header and len(parts) == len(header):
                 row = dict(zip(header[2:], parts[2:], strict=True))
                 row.pop("seeds", None)
-                cells[(section, parts[0], parts[1])] = row
+                cells[(section, parts[0], parts[1], row.get("labels", ""))] = row
     return cells
+
+
+def _md_row(cells: Mapping[tuple[str, str, str, str], dict[str, str]], key: tuple[str, str, str], labels: str) -> dict[str, str]:
+    """The summary.md row of (section, method, direction) at `labels`; else the only row of that
+    method and direction (so a stated budget that differs is reported as such); else {}."""
+    if (*key, labels) in cells:
+        return cells[(*key, labels)]
+    candidates = [row for k, row in cells.items() if k[:3] == key]
+    return candidates[0] if len(candidates) == 1 else {}
 
 
 def _pooled_cells(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -448,7 +459,7 @@ def _pooled_cells(md: str) -> dict[tuple[str, str, str], dict[str, str]]:
     cells: dict[tuple[str, str, str], dict[str, str]] = {}
     for block in section.split("\n### ")[1:]:
         title = block.splitlines()[0].strip()
-        for (_, method, direction), row in _parse_markdown("## x\n" + block).items():
+        for (_, method, direction, _labels), row in _parse_markdown("## x\n" + block).items():
             cells[(title, method, direction)] = row
     return cells
 
@@ -542,8 +553,8 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
                 bad_values.setdefault(key, []).append("value")
             std = r["std_over_seeds"] if r["n_seeds"] > 1 else r["volume_std"]
             expected_cell = format_cell(r["mean"], std, int(r["n_undefined"]))
-            direction = f"{r['source'].upper()}→{r['target'].upper()}"
-            md_row = md_cells.get((TITLES[r["metric"]], r["method"], direction), {})
+            direction = direction_label(r["source"], r["target"])
+            md_row = _md_row(md_cells, (TITLES[r["metric"]], r["method"], direction), r["labels"])
             cell = md_row.get(r["class"])
             if cell != expected_cell:
                 report_problems.append(f"value: {rel(md_path)} {TITLES[r['metric']]} {r['method']} {direction} {r['class']} states {cell!r}, recomputed {expected_cell!r}")

@@ -235,9 +235,14 @@ def _one_experiment(docs: Sequence[MetricsDoc], role: str) -> tuple[str, str, di
     return names[0], targets[0], by_seed
 
 
+def direction_label(source: str, target: str) -> str:
+    """"MR→CT"; one modality (a semi-supervised experiment, source = target) is just "CT"."""
+    return target.upper() if source == target else f"{source.upper()}→{target.upper()}"
+
+
 def _direction(doc: MetricsDoc) -> str:
     exp = doc.experiment
-    return f"{str(exp.get('source', '?')).upper()}→{str(exp['target']).upper()}"
+    return direction_label(str(exp.get("source", "?")), str(exp["target"]))
 
 
 def _volume_values(case: Mapping[str, Any], key: str, classes: Sequence[str]) -> dict[str, float]:

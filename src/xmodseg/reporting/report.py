@@ -16,7 +16,19 @@ import pandas as pd
 from xmodseg.artifacts.metrics import LAST_K, METRIC_KEYS, ExperimentMetrics, MetricsDoc
 from xmodseg.atomic import atomic_path, write_text
 from xmodseg.errors import ConfigError, InputDataError
-from xmodseg.reporting.compare import CONFIDENCE, N_RESAMPLES, RNG_SEED, Comparison, compare_docs, format_diff, format_interval, format_p, pairs_text, rows
+from xmodseg.reporting.compare import (
+    CONFIDENCE,
+    N_RESAMPLES,
+    RNG_SEED,
+    Comparison,
+    compare_docs,
+    direction_label,
+    format_diff,
+    format_interval,
+    format_p,
+    pairs_text,
+    rows,
+)
 from xmodseg.reporting.compare import METRICS as COMPARED
 
 
@@ -190,7 +202,7 @@ def markdown_table(summary: pd.DataFrame, metric: str) -> str:
             r = by_cls[c]
             std = r["std_over_seeds"] if n_seeds > 1 else r["volume_std"]
             cells.append(format_cell(r["mean"], std, int(r["n_undefined"])))
-        lines.append(f"| {method} | {source.upper()}→{target.upper()} | {n_seeds} | {grp['labels'].iloc[0]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {direction_label(source, target)} | {n_seeds} | {grp['labels'].iloc[0]} | " + " | ".join(cells) + " |")
     return header + "\n".join(lines) + "\n"
 
 
@@ -221,7 +233,7 @@ def bar_plot(summary: pd.DataFrame, path: Path) -> None:
         ax.set_xticks(x + width * (len(experiments) - 1) / 2, classes)
         ax.set_ylim(0, 1)
         ax.set_ylabel("Dice")
-        ax.set_title(f"{src.upper()} → {tgt.upper()} (target test volumes)")
+        ax.set_title(f"{direction_label(src, tgt)} (target test volumes)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -421,7 +433,7 @@ def default_pairs(experiments: Mapping[str, Mapping[str, Any]]) -> tuple[list[tu
         if not _is_adaptation(exp["method"]):
             continue
         direction = (exp["source"], exp["target"])
-        arrow = f"{direction[0].upper()}→{direction[1].upper()}"
+        arrow = direction_label(*direction)
         t2s, source_only = first("translate_then_segment", direction, exp.get("translator")), first("source_only", direction)
         for ref, method in ((t2s, "translate_then_segment"), (source_only, "source_only")):
             if ref is None:
@@ -608,7 +620,7 @@ def pooled_section(docs: Sequence[MetricsDoc]) -> str:
                 values = [float((d.pooled or {}).get(key, {}).get(c, math.nan)) for d in ds]
                 mean, std = _mean_std(values)
                 cells.append("N/A" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}" if len(ds) > 1 else f"{mean:.3f} ± –")
-            parts.append(f"| {method_label(exp)} | {exp['source'].upper()}→{exp['target'].upper()} | {len(ds)} | {label_budget(ds[0])} | " + " | ".join(cells) + " |\n")
+            parts.append(f"| {method_label(exp)} | {direction_label(exp['source'], exp['target'])} | {len(ds)} | {label_budget(ds[0])} | " + " | ".join(cells) + " |\n")
     return "".join(parts)
 
 

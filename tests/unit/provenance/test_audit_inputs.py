@@ -175,7 +175,7 @@ def test_every_report_row_states_the_label_budget_and_the_numbers_do_not_change(
     cells = _parse_markdown((tmp_path / "report" / "summary.md").read_text())
     assert len(cells) == 4 * len(docs)  # every metric table has every experiment, and every row its budget
     rows = {"source_only": "source_only_mr2ct", "oracle": "oracle_mr2ct", "semi": "semi_mr2ct", "listed": "listed_mr2ct", "assisted": "mkd_mr2ct"}
-    assert all(row["labels"] == expected[rows[method]] for (_, method, _), row in cells.items())
+    assert all(row["labels"] == expected[rows[method]] for (_, method, _, _), row in cells.items())
     # the numbers are those of a report without the column
     plain = [str(write_doc(tmp_path / "plain", {**d, "experiment": {k: v for k, v in d["experiment"].items() if k != "labels"}})) for d in docs]
     build_report(plain, tmp_path / "plain_report")

@@ -114,7 +114,7 @@ def test_report_states_claims_and_writes_comparisons_csv(tmp_path):
     assert set(csv["class"]) == {"mean", "MYO", "LVC"} and len(csv) == 5 * 4
     # The audit reads the tables whose header starts `method | direction`: the claims add none.
     cells = _parse_markdown(md)
-    assert {section for section, _, _ in cells} == {t for k, t in METRIC_KEYS.items() if not k.endswith("_last_k")}
+    assert {section for section, _, _, _ in cells} == {t for k, t in METRIC_KEYS.items() if not k.endswith("_last_k")}
     assert len(cells) == 4 * 6  # metrics x experiments
 
 

@@ -442,8 +442,9 @@ def _parse_markdown(md: str) -> dict[tuple[str, str, str, str], dict[str, str]]:
 def _md_row(cells: Mapping[tuple[str, str, str, str], dict[str, str]], key: tuple[str, str, str], labels: str) -> dict[str, str]:
     """The summary.md row of (section, method, direction) at `labels`; else the only row of that
     method and direction (so a stated budget that differs is reported as such); else {}."""
-    if (*key, labels) in cells:
-        return cells[(*key, labels)]
+    exact = (key[0], key[1], key[2], labels)
+    if exact in cells:
+        return cells[exact]
     candidates = [row for k, row in cells.items() if k[:3] == key]
     return candidates[0] if len(candidates) == 1 else {}
 

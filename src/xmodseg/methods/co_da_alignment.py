@@ -58,6 +58,17 @@ def align(probs_u: torch.Tensor, marginal_l: torch.Tensor, marginal_u: torch.Ten
     return weighted / weighted.sum(dim=1, keepdim=True)
 
 
+def class_sums(classes: torch.Tensor, values: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class: how many `values` and their sum. On the CPU `index_add_` (sequential: the same
+    every run); elsewhere one-hot sums, because `index_add_` adds atomically on CUDA, in an order
+    that changes from run to run."""
+    if classes.device.type == "cpu":
+        counts = torch.bincount(classes, minlength=num_classes).float()
+        return counts, torch.zeros(num_classes).index_add_(0, classes, values)
+    onehot = torch.nn.functional.one_hot(classes, num_classes).to(values.dtype)
+    return onehot.sum(dim=0), (onehot * values.unsqueeze(1)).sum(dim=0)
+
+
 class ExpectationFilter:
     """Class-wise expectation of confidence e_c (EMA of the mean max-probability over the pixels
     pseudo-labelled c; initialised at 1/C); `mask` keeps pixels with confidence >= e_{pseudo-class}.
@@ -70,10 +81,7 @@ class ExpectationFilter:
     def update(self, confidence: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor:
         """Fold this batch's class-wise mean confidence into the expectation; returns it."""
         e = self.expectation.to(confidence.device)
-        c = e.numel()
-        flat_c, flat_q = pseudo.reshape(-1), confidence.detach().reshape(-1).float()
-        counts = torch.bincount(flat_c, minlength=c).float()
-        sums = torch.zeros(c, device=confidence.device).index_add_(0, flat_c, flat_q)
+        counts, sums = class_sums(pseudo.reshape(-1), confidence.detach().reshape(-1).float(), e.numel())
         present = counts > 0
         batch_mean = torch.where(present, sums / counts.clamp_min(1), e)
         self.expectation = torch.where(present, self.momentum * e + (1 - self.momentum) * batch_mean, e)

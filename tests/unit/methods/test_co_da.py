@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from xmodseg.errors import ConfigError
-from xmodseg.methods.co_da_alignment import ClassMarginals, ExpectationFilter, align, pixel_mean, sigmoid_rampup
+from xmodseg.methods.co_da_alignment import ClassMarginals, ExpectationFilter, align, class_sums, pixel_mean, sigmoid_rampup
 from xmodseg.methods.cps import CoDa, CoDaParams, Cps
 from xmodseg.methods.supervised import Oracle, SupervisedSubset
 from xmodseg.nn import networks
@@ -100,6 +100,14 @@ def test_expectation_is_a_class_wise_ema_and_masks_below_it():
     e0, e1 = f.expectation[0].item(), f.expectation[1].item()
     assert mask.tolist() == [[float(0.9 >= e0), float(0.7 >= e0)], [float(0.4 >= e1), float(0.8 >= e1)]]
     assert mask.tolist() == [[1.0, 1.0], [0.0, 1.0]]
+
+
+def test_class_sums_agree_between_the_cpu_and_the_one_hot_path(monkeypatch):
+    classes, values = torch.tensor([0, 2, 2, 1, 2]), torch.tensor([0.5, 0.25, 0.5, 1.0, 0.125])
+    counts, sums = class_sums(classes, values, 4)
+    assert counts.tolist() == [1, 1, 3, 0] and sums.tolist() == [0.5, 1.0, 0.875, 0.0]
+    onehot = torch.nn.functional.one_hot(classes, 4).float()
+    assert torch.equal(onehot.sum(0), counts) and torch.equal((onehot * values.unsqueeze(1)).sum(0), sums)
 
 
 def test_sigmoid_rampup():

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import torch
+from step_timing import interleaved
 
 from xmodseg.methods.cps import CoDa, Cps
 from xmodseg.methods.supervised import SupervisedSubset
@@ -55,16 +55,6 @@ def build(variant: str, scale: str, device: torch.device) -> tuple[Any, TrainDat
     return cls({**params, "lambda_max": 0.2}, NUM_CLASSES, precision), data
 
 
-def timed(method: Any, data: TrainData, sampler: torch.Generator, step: int, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    method.train_step(data, sampler, step)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", nargs="+", choices=sorted(SIZE), default=["demo"])
@@ -75,17 +65,7 @@ def main() -> None:
     device = choose_device("auto")
     print(f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
     for scale in args.scales:
-        built = {}
-        for v in VARIANTS:
-            method, data = build(v, scale, device)
-            sampler = torch.Generator().manual_seed(1)
-            print(f"  [{scale}] {v}: warm-up iteration {timed(method, data, sampler, 0, device):.2f} s", flush=True)
-            built[v] = (method, data, sampler)
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for i in range(args.iters):  # interleaved
-            for v in VARIANTS:
-                method, data, sampler = built[v]
-                times[v].append(timed(method, data, sampler, i + 1, device))
+        times = interleaved(VARIANTS, lambda v, scale=scale: build(v, scale, device), args.iters, device, f"[{scale}] ")
         base = statistics.median(times["supervised_subset"])
         print(f"\n{scale} scale ({SIZE[scale]}x{SIZE[scale]}, batch {BATCH[scale]} labelled + {BATCH[scale]} unlabelled): median seconds per iteration over {args.iters}")
         print("| variant | s/iteration | x supervised_subset |\n|---|---|---|")

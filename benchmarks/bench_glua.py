@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import torch
+from step_timing import interleaved
 
 from xmodseg.methods.glua import Glua
 from xmodseg.slices import SliceSet
@@ -56,16 +56,6 @@ def build(model: str, size: int, params: dict[str, Any], setting: dict[str, Any]
     return cls(full, NUM_CLASSES, choose_precision(device, full["amp"])), TrainData(source=source, target=target)
 
 
-def timed(method: Any, data: TrainData, sampler: torch.Generator, step: int, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    method.train_step(data, sampler, step)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", nargs="+", choices=sorted(SCALES), default=["demo"])
@@ -79,19 +69,7 @@ def main() -> None:
     print(f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
     for scale in args.scales:
         variants = [(m, s) for m in args.models for s in args.settings]
-        built = {}
-        for m, s in variants:
-            size, params = SCALES[scale][m]
-            method, data = build(m, size, params, SETTINGS[s], device)
-            sampler = torch.Generator().manual_seed(1)
-            warm = timed(method, data, sampler, 0, device)
-            built[(m, s)] = (method, data, sampler)
-            print(f"  [{scale}] {m} {s}: warm-up iteration {warm:.2f} s", flush=True)
-        times: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
-        for i in range(args.iters):  # interleaved
-            for v in variants:
-                method, data, sampler = built[v]
-                times[v].append(timed(method, data, sampler, i + 1, device))
+        times = interleaved(variants, lambda v, scale=scale: build(v[0], *SCALES[scale][v[0]], SETTINGS[v[1]], device), args.iters, device, f"[{scale}] ")
         print(f"\n{scale} scale: median seconds per iteration over {args.iters}")
         print("| model | setting | image | batch | s/iteration | vs fp32 |\n|---|---|---|---|---|---|")
         for m, s in variants:

@@ -194,6 +194,21 @@ def test_acdc_semi_labels_14_training_patients_both_frames(copy):
     assert groups == {0, 1, 2, 3, 4}  # every ACDC pathology group is tested
 
 
+def test_la2018_semi_plans_with_only_its_data_path(copy, tmp_path):
+    """UA-MT's protocol: the first 16 of the 80 training ids labelled, none of the 20 test ids."""
+    cfg = yaml.safe_load((REPO / "config" / "la2018_semi.yaml").read_text())
+    cfg["data_path"] = {"mr": str(tmp_path / "Training Set")}
+    (copy / "config" / "_la.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_la.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule fetch_source:" in proc.stdout and "import_mr" in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if "xmodseg train --method co_da" in line]
+    assert len(lines) == 1
+    labels = json.loads(lines[0].split("--labels '")[1].split("'")[0])
+    mr = load_dataset(REPO / "config" / "datasets.yaml", "la2018").modality("mr")
+    assert labels["cases"] == list(mr.train_cases[:16]) and not set(labels["cases"]) & set(mr.test_cases)
+
+
 def test_a_bad_input_stops_snakemake_while_planning(copy):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["experiments"]["sifa_mr2ct"]["inputs"] = {"warm_start": "cyclegan_ct2mr"}

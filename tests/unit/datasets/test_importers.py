@@ -274,32 +274,35 @@ def test_case_ids_from_ranges_and_products():
     assert {c.rpartition("_")[0] for c in acdc.test_cases}.isdisjoint(c.rpartition("_")[0] for c in acdc.train_cases)
 
 
-def test_la2018_layout_lists_its_cases_and_imports_nrrd(tmp_path, capsys):
-    """LA-2018 ids are folder names: `xmodseg list-cases` prints them for the registry, and the
-    folder importer reads its .nrrd pairs with the 0/255 mask."""
+def test_la2018_release_lists_its_cases_and_imports_nrrd(tmp_path, capsys):
+    """LA-2018 as released ("Training Set/<id>/lgemri.nrrd + laendo.nrrd", mask 0/255): the
+    registry's la2018 entry imports all 100 ids with the mask mapped to 1, its split is UA-MT's
+    80 / 20, and `xmodseg list-cases` lists a copy's ids."""
     from xmodseg.cli import main
+    from xmodseg.datasets.fetch import import_modality
+    from xmodseg.registry import load_registry
 
+    entry = dict(load_registry("config/datasets.yaml")["la2018"])
+    entry["root"] = str(tmp_path / "raw")
+    spec = dataset_from_config("la2018", entry)
+    mr = spec.modality("mr")
+    assert len(mr.cases) == 100 and len(mr.test_cases) == 20 and len(mr.train_cases) == 80
+    assert mr.train_cases[:2] == ("06SR5RBREL16DQ6M8LWS", "0RZDK210BSMWAA6467LU") and "ZQPMJ4XEC5A4BISD45P1" in mr.test_cases
     src = tmp_path / "Training Set"
-    for case in ("0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX"):
-        image = np.random.default_rng(0).normal(size=(6, 16, 16)).astype(np.float32)
-        mask = np.zeros((6, 16, 16), np.uint8)
-        mask[2:4, 4:9, 4:9] = 255
-        _volume(src / case / "lgemri.nrrd", image, spacing=(0.625, 0.625, 0.625))
+    rng = np.random.default_rng(0)
+    for case in mr.cases:
+        mask = np.zeros((4, 8, 8), np.uint8)
+        mask[1:3, 2:6, 2:6] = 255
+        _volume(src / case / "lgemri.nrrd", rng.normal(size=(4, 8, 8)).astype(np.float32), spacing=(0.625, 0.625, 0.625))
         _volume(src / case / "laendo.nrrd", mask, spacing=(0.625, 0.625, 0.625))
     (src / "notes.txt").write_text("not a case")
     assert main(["list-cases", str(src), "--pattern", "{case}/lgemri.nrrd"]) == 0
-    assert capsys.readouterr().out.strip() == 'cases: ["0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX"]'
+    assert capsys.readouterr().out.strip() == "cases: [" + ", ".join(f'"{c}"' for c in sorted(mr.cases)) + "]"
     assert main(["list-cases", str(src), "--pattern", "{case}/missing.nrrd"]) == 2
-    spec = dataset_from_config(
-        "la2018",
-        {
-            "root": str(tmp_path / "raw"),
-            "source": {"kind": "import", "importer": "folder"},
-            "labels": {"classes": ["background", "LA"], "mapping": {0: 0, 255: 1}},
-            "modalities": {"mr": {"kind": "mr", "image": "mr/{case}_image.nii.gz", "label": "mr/{case}_label.nii.gz",
-                                  "cases": ["0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX"], "test": ["1D7CUD1955YZPGK8XHJX"]}},
-        },
-    )
-    import_folder(spec, "mr", src, {"image": "{case}/lgemri.nrrd", "label": "{case}/laendo.nrrd"})
+    marker = tmp_path / "marker.json"
+    marker.write_text(f'{{"folder": "{src}"}}')
+    records = import_modality(spec, "mr", marker)
+    assert len(records) == 100
     lab = sitk.GetArrayFromImage(sitk.ReadImage(str(spec.label_path("mr", "0RZDK210BSMWAA6467LU"))))
     assert lab.max() == 255 and spec.labels.to_indices(lab, "x").max() == 1
+    assert sitk.ReadImage(str(spec.image_path("mr", "ZQPMJ4XEC5A4BISD45P1"))).GetSpacing() == pytest.approx((0.625,) * 3)

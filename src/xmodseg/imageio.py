@@ -53,10 +53,13 @@ def parse_nonfinite(value: object, key: str) -> str | float:
     raise ConfigError(f"{key}: {value!r} is neither 'error' nor a finite number (the value that replaces NaN/Inf voxels)")
 
 
-def read_image(path: str | os.PathLike[str], *, kind: str = "image", nonfinite: str | float = "error") -> sitk.Image:
+def read_image(
+    path: str | os.PathLike[str], *, kind: str = "image", nonfinite: str | float = "error", components: int = 1, frame: bool = False
+) -> sitk.Image:
     """Read a volume; corrupt, truncated, non-3D, empty files, a non-positive spacing or NaN/Inf
     voxels raise InputDataError naming `path`. With `nonfinite` a number, NaN/Inf voxels get that
-    value instead and a warning names the file and the count."""
+    value instead and a warning names the file and the count. `components`: values per voxel (3
+    for colour frames). `frame`: a 2D image (a video frame) is read as a volume of one slice."""
     p = Path(path)
     if not p.is_file():
         raise InputDataError(f"{p}: {kind} file not found")
@@ -68,10 +71,13 @@ def read_image(path: str | os.PathLike[str], *, kind: str = "image", nonfinite: 
         first = str(exc).strip().splitlines()
         detail = next((line for line in first if "rror" in line), first[-1] if first else "")
         raise InputDataError(f"{p}: cannot read {kind} (corrupt or truncated file?): {detail.strip()}") from exc
+    if frame and img.GetDimension() == 2:
+        img = sitk.JoinSeries(img)  # one slice, 1 mm apart
     if img.GetDimension() != 3:
-        raise InputDataError(f"{p}: expected a 3D {kind}, got {img.GetDimension()}D")
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputDataError(f"{p}: expected a scalar {kind}, got {img.GetNumberOfComponentsPerPixel()} components")
+        raise InputDataError(f"{p}: expected a {'2D or ' if frame else ''}3D {kind}, got {img.GetDimension()}D")
+    if img.GetNumberOfComponentsPerPixel() != components:
+        want = "a scalar" if components == 1 else f"a {components}-channel"
+        raise InputDataError(f"{p}: expected {want} {kind}, got {img.GetNumberOfComponentsPerPixel()} components per voxel")
     if min(img.GetSize()) < 1:
         raise InputDataError(f"{p}: {kind} has no voxels (size {img.GetSize()})")
     spacing = np.asarray(img.GetSpacing(), dtype=float)

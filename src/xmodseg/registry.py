@@ -20,7 +20,7 @@ import yaml
 from xmodseg.errors import ConfigError, SplitLeakError
 from xmodseg.labels import LabelMapping
 
-MODALITY_KINDS = ("mr", "ct")
+MODALITY_KINDS = ("mr", "ct", "rgb")  # rgb: colour frames (CaDIS), 3 channels through the pipeline
 # Data-set, modality and case names become folder and file names and reach job command lines:
 # a name that could mean something to a shell or a path (`, $, ;, space, /, a leading . or -) is refused.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -53,7 +53,7 @@ class SourceKind(str, Enum):
 @dataclass(frozen=True)
 class ModalitySpec:
     name: str  # e.g. "mr", "ct"
-    kind: str  # intensity family used by normalisation: "mr" or "ct"
+    kind: str  # intensity family used by normalisation: "mr", "ct" or "rgb" (colour frames, 3 channels)
     image_pattern: str
     label_pattern: str
     cases: tuple[str, ...]
@@ -102,13 +102,17 @@ class DatasetSpec:
         return self.root / self.modality(modality).label_pattern.format(case=case, modality=modality)
 
 
-def parse_cases(value: Any, key: str) -> tuple[str, ...]:
+def parse_cases(value: Any, key: str, relative_to: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
     """Cases as a list (`[1001, 1002]`), an inclusive numeric range string (`"1001-1020"`; a
-    zero-padded start keeps its width: `"001-150"`), or a product of such parts formatted into ids
-    (`{format: "patient{0}_{1}", product: ["001-150", [ED, ES]]}`: ACDC's two frames per patient)."""
+    zero-padded start keeps its width: `"001-150"`), a product of such parts formatted into ids
+    (`{format: "patient{0}_{1}", product: ["001-150", [ED, ES]]}`: ACDC's two frames per patient),
+    or a text file with one id per line (`{file: cadis_frames.txt}`, relative to `relative_to`,
+    the registry's folder: CaDIS's thousands of frame ids)."""
+    if isinstance(value, Mapping) and set(value) == {"file"}:
+        return _cases_from_file(value["file"], key, relative_to)
     if isinstance(value, Mapping):
         if set(value) != {"format", "product"} or not isinstance(value["product"], Sequence) or isinstance(value["product"], str):
-            raise ConfigError(f"{key}: a mapping of cases needs exactly `format` and `product` (a list of lists or ranges)")
+            raise ConfigError(f"{key}: a mapping of cases needs exactly `format` and `product` (a list of lists or ranges), or only `file`")
         parts = [parse_cases(v, f"{key}.product[{i}]") for i, v in enumerate(value["product"])]
         try:
             return tuple(str(value["format"]).format(*combo) for combo in itertools.product(*parts))
@@ -127,6 +131,20 @@ def parse_cases(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return tuple(str(v) for v in value)
     raise ConfigError(f"{key}: expected a list of case ids, a range string or {{format, product}}, got {value!r}")
+
+
+def _cases_from_file(name: Any, key: str, relative_to: str | os.PathLike[str] | None) -> tuple[str, ...]:
+    path = Path(str(name))
+    if not path.is_absolute() and relative_to is not None:
+        path = Path(relative_to) / path
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{key}.file: cannot read {path} ({exc.strerror}); the file lists one case id per line") from None
+    cases = tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    if not cases:
+        raise ConfigError(f"{key}.file: {path} lists no case ids")
+    return cases
 
 
 def check_split(spec: ModalitySpec, key: str, needs_train_cases: bool = True) -> None:
@@ -159,7 +177,7 @@ def check_has_test_cases(spec: DatasetSpec, modality: str, used_by: str) -> None
         )
 
 
-def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_kind: str | None = None) -> ModalitySpec:
+def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_kind: str | None = None, registry_dir: str | os.PathLike[str] | None = None) -> ModalitySpec:
     for field in ("image", "label", "cases"):
         if field not in raw:
             raise ConfigError(f"{key}.{field} is required")
@@ -171,8 +189,8 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_ki
         kind=kind,
         image_pattern=str(raw["image"]),
         label_pattern=str(raw["label"]),
-        cases=parse_cases(raw["cases"], f"{key}.cases"),
-        test_cases=parse_cases(raw.get("test", []), f"{key}.test"),
+        cases=parse_cases(raw["cases"], f"{key}.cases", registry_dir),
+        test_cases=parse_cases(raw.get("test", []), f"{key}.test", registry_dir),
         source=dict(raw["source"]) if raw.get("source") else None,
     )
     for case in spec.cases:
@@ -182,7 +200,8 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_ki
     return spec
 
 
-def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.PathLike[str] = ".") -> DatasetSpec:
+def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.PathLike[str] = ".", registry_dir: str | os.PathLike[str] | None = None) -> DatasetSpec:
+    """`registry_dir`: where `{file: ...}` case lists are found (the registry file's folder)."""
     key = f"datasets.{name}"
     check_name(name, "datasets", "data-set name")
     labels = raw.get("labels")
@@ -205,7 +224,7 @@ def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.Pa
         root=root,
         source=dict(raw.get("source", {"kind": "local"})),
         labels=mapping,
-        modalities={m: _modality_from_config(m, r, f"{key}.modalities.{m}", (raw.get("source") or {}).get("kind")) for m, r in mods.items()},
+        modalities={m: _modality_from_config(m, r, f"{key}.modalities.{m}", (raw.get("source") or {}).get("kind"), registry_dir) for m, r in mods.items()},
         description=str(raw.get("description", "")),
     )
 
@@ -235,4 +254,4 @@ def load_dataset(registry_path: str | os.PathLike[str], name: str, base_dir: str
     entries = load_registry(registry_path)
     if name not in entries:
         raise ConfigError(f"dataset '{name}' is not in {registry_path} (known: {sorted(entries)})")
-    return dataset_from_config(name, entries[name], base_dir)
+    return dataset_from_config(name, entries[name], base_dir, Path(registry_path).parent)

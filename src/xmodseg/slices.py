@@ -23,7 +23,7 @@ from xmodseg.preprocess.pipeline import load_manifest
 class SliceSet:
     """Slices of some cases of one cached modality; `labels` is None when labels must not be used."""
 
-    images: torch.Tensor  # [N, 1, H, W] float32
+    images: torch.Tensor  # [N, C, H, W] float32 (C = 1, or 3 for colour frames)
     labels: torch.Tensor | None  # [N, H, W] int64
     cases: tuple[str, ...]
     modality: str
@@ -59,7 +59,7 @@ def load_slices(cache_dir: str | os.PathLike[str], split: str, *, with_labels: b
     images = np.concatenate([np.load(root / c.image) for c in in_split])
     labels = np.concatenate([np.load(root / c.label) for c in in_split]) if with_labels else None
     return SliceSet(
-        images=torch.from_numpy(images).unsqueeze(1),
+        images=torch.from_numpy(images).unsqueeze(1) if images.ndim == 3 else torch.from_numpy(images),  # cached [N, H, W] or [N, C, H, W]
         labels=torch.from_numpy(labels.astype(np.int64)) if labels is not None else None,
         cases=tuple(c.case for c in in_split),
         modality=manifest.modality,

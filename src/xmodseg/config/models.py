@@ -184,6 +184,7 @@ def _experiment(
     for role in ("source", "target"):
         _modality(spec, block[role], f"{key}.{role}")
     check_has_test_cases(spec, block["target"], key)  # before any job, not after training
+    _check_channels(key, block, cls, spec)
     translator, translator_seed = _translated_source(key, block, cls, trs)
     needs = cls.needs
     return ExperimentConfig(
@@ -200,6 +201,26 @@ def _experiment(
         adaptation=bool(needs.target_images and not needs.target_labels),
         raw=block,
     )
+
+
+def _check_channels(key: str, block: Mapping[str, Any], cls: Any, spec: DatasetSpec) -> None:
+    """Colour frames (modality kind `rgb`) need networks with 3 input channels, which only the
+    methods built on the configurable MONAI U-Net (`train.network`) have; said at planning, not as
+    a shape error after the data is prepared."""
+    rgb = [spec.modality(block[role]).kind == "rgb" for role in ("source", "target")]
+    if rgb[0] != rgb[1]:
+        raise ConfigError(f"{key}: one of source '{block['source']}' and target '{block['target']}' is colour (rgb), the other is not")
+    given = (block["train"].get("network") or {}).get("in_channels", 1)
+    if not rgb[0]:
+        if given != 1:
+            raise ConfigError(f"{key}.train.network.in_channels: {given}, but '{block['target']}' of {spec.name} has one channel: remove it")
+        return
+    declared = getattr(cls, "params", None)  # a declaration's train keys, or the class's parameter type
+    keys = declared if isinstance(declared, tuple) else cls.params_type.field_names()
+    if "network" not in keys:
+        raise ConfigError(f"{key}: '{spec.name}' has colour (rgb) frames and method '{block['method']}' builds 1-channel networks only; use a method with train.network (oracle, supervised_subset, cps, co_da)")
+    if given != 3:
+        raise ConfigError(f"{key}.train.network.in_channels: '{spec.name}' has colour (rgb) frames: set it to 3 (now {given})")
 
 
 def _translated_source(key: str, block: Mapping[str, Any], cls: Any, trs: Mapping[str, TranslatorConfig]) -> tuple[str | None, int | None]:

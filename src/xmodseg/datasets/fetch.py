@@ -5,13 +5,14 @@ Registry `source:` kinds handled here (the synthetic phantom is `xmodseg synth`)
 - `download`: `files: [{url, sha256 | md5, name}]` fetched into `data/downloads/<dataset>/`
   (resumable, verified), archives extracted safely; https only and a checksum required unless the
   file's entry says `insecure: true` (http://, file://) or `allow_unpinned: true` (no checksum);
-- `import`: data behind a registration (MM-WHS, BTCV, ACDC, LA-2018). `path:` points to the
+- `import`: data behind a registration (MM-WHS, BTCV, ACDC, LA-2018, CaDIS). `path:` points to the
   user's archive or folder; without it, or if it does not exist, the stage stops saying where to
   request the data (`request:`) and where to put it.
 
 Then `importer:` converts each modality with `layout:` (patterns relative to the extracted or
 given folder): `folder` (NIfTI/any ITK format pairs), `dicom_masks` (DICOM series + PNG masks) or
-`acdc` (ED/ES frames named by each patient's Info.cfg; no layout needed).
+`acdc` (ED/ES frames named by each patient's Info.cfg; no layout needed) or `cadis` (one RGB
+video frame per case, `VideoNN/Images|Labels/<case>.png`; no layout needed).
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[
         from xmodseg.datasets.acdc import import_acdc
 
         return import_acdc(spec, modality, folder)
+    if importer == "cadis":  # one frame per case; the video folder follows from the frame's id
+        from xmodseg.datasets.cadis import import_cadis
+
+        return import_cadis(spec, modality, folder)
     layout = src.get("layout")
     if not layout:
         raise ConfigError(f"datasets.{spec.name}: source.layout for '{modality}' is missing (patterns of the source files)")
@@ -151,7 +156,7 @@ def import_modality(spec: DatasetSpec, modality: str, marker: str | os.PathLike[
 
         ranges = {int(k): tuple(v) for k, v in (src.get("mask_ranges") or CHAOS_MR_RANGES).items()}
         return import_series_with_masks(spec, modality, folder, layout, ranges)
-    raise ConfigError(f"datasets.{spec.name}.source.importer: '{importer}' is not folder, dicom_masks or acdc")
+    raise ConfigError(f"datasets.{spec.name}.source.importer: '{importer}' is not folder, dicom_masks, acdc or cadis")
 
 
 def _check_msd_cases(spec: DatasetSpec, modality: str, folder: Path) -> None:

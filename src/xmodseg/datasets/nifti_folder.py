@@ -44,14 +44,16 @@ def import_case(
     *,
     nonfinite: str | float = "error",
     staged: contextlib.ExitStack | None = None,
+    rgb: bool = False,
 ) -> dict[str, Any]:
     """Check one image/label pair and write it to `image_dst`, `label_dst`; returns its record.
-    With `staged`, the files are written under temporary names that the stack renames on exit."""
+    With `staged`, the files are written under temporary names that the stack renames on exit.
+    `rgb`: a colour frame (2D, 3 channels, e.g. PNG) and its 2D label, written as one-slice volumes."""
     for p in (image_src, label_src):
         if not p.is_file():
             raise InputDataError(f"{p}: not found")
-    image = read_image(image_src, kind="image", nonfinite=nonfinite)
-    label = read_image(label_src, kind="label")
+    image = read_image(image_src, kind="image", nonfinite=nonfinite, components=3 if rgb else 1, frame=rgb)
+    label = read_image(label_src, kind="label", frame=rgb)
     check_pair_geometry(image, label, str(image_src), str(label_src))
     arr = sitk.GetArrayViewFromImage(label)
     if not np.issubdtype(arr.dtype, np.integer) and not np.all(np.mod(arr, 1) == 0):
@@ -108,7 +110,7 @@ def import_cases(
     records = []
     with contextlib.ExitStack() as staged:  # each file under a temporary name, renamed once every case passed
         for case, (image_src, label_src) in pairs.items():
-            rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec, nonfinite=nonfinite, staged=staged)
+            rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec, nonfinite=nonfinite, staged=staged, rgb=mod.kind == "rgb")
             records.append({"case": case, **rec})
             log.info("checked %s case %s", modality, case)
         manifest.unlink(missing_ok=True)  # from here on the files are no longer the previous import's

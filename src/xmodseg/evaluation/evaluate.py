@@ -257,10 +257,16 @@ def pooled_metrics(cases: Sequence[Mapping[str, Any]], class_names: list[str]) -
     preds = [load_prediction_grid(c["prediction_preprocessed"]) for c in cases]
     gts = [np.load(c["ground_truth_preprocessed"]) for c in cases]
     table = metrics.pooled_per_class_metrics(preds, gts, class_names)
-    out: dict[str, Any] = {"definition": "all test volumes concatenated along the slice axis (GLUA metric.py); medpy 0.4 dc/assd, voxels", "cases": [c["case"] for c in cases]}
+    out: dict[str, Any] = {
+        "definition": "all test volumes concatenated along the slice axis (GLUA metric.py); medpy 0.4 dc/assd, voxels; "
+        "IoU from the voxel counts of all volumes together (CaDIS's mIoU: one confusion matrix over all test frames)",
+        "cases": [c["case"] for c in cases],
+    }
     for key, name in (("sifa_dice", "dice"), ("sifa_assd_vox", "assd")):
         per_class = {cls: float(v[name]) for cls, v in table.items()}
         out[key] = {**per_class, "mean": float(np.mean(list(per_class.values())))}
+    iou = metrics.pooled_iou(preds, gts, class_names)
+    out["iou"] = {**iou, "mean": float(np.mean(list(iou.values())))}
     return out
 
 
@@ -288,7 +294,8 @@ def _keep_best_slice(
     i = int(np.argmax(counts))
     if best is not None and best[0] >= counts[i]:
         return best
-    return int(counts[i]), {"case": case, "slice": i, "image": np.array(image[i]), "label": label[i], "prediction": pred[i]}
+    shown = np.array(image[i]) if image.ndim == 3 else np.asarray(image[i]).mean(axis=0)  # colour frames: shown grey
+    return int(counts[i]), {"case": case, "slice": i, "image": shown, "label": label[i], "prediction": pred[i]}
 
 
 def save_overlay(path: Path, data: Mapping[str, Any]) -> None:

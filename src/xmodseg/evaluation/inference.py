@@ -19,10 +19,12 @@ from xmodseg.preprocess.geometry import SLICE_AXES, resample_like
 
 @torch.no_grad()
 def predict_slices(net: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 32) -> np.ndarray:
-    """Argmax labels for every slice of a [S, H, W] volume (all slices, no remainder dropped)."""
-    out = np.empty(images.shape, dtype=np.uint8)
+    """Argmax labels [S, H, W] for every slice of a [S, H, W] volume, or of [S, C, H, W] colour
+    frames (all slices, no remainder dropped)."""
+    out = np.empty((images.shape[0], *images.shape[-2:]), dtype=np.uint8)
     for i in range(0, images.shape[0], batch_size):
-        batch = torch.from_numpy(np.array(images[i : i + batch_size], dtype=np.float32)).unsqueeze(1).to(device)
+        batch = torch.from_numpy(np.array(images[i : i + batch_size], dtype=np.float32))
+        batch = (batch.unsqueeze(1) if batch.ndim == 3 else batch).to(device)
         out[i : i + batch_size] = net(batch).argmax(dim=1).cpu().numpy().astype(np.uint8)
     return out
 

@@ -230,6 +230,26 @@ def pooled_per_class_metrics(
     return sifa_per_class_metrics(np.concatenate(list(pred_volumes)), np.concatenate(list(gt_volumes)), class_names)
 
 
+def pooled_iou(pred_volumes: Sequence[np.ndarray], gt_volumes: Sequence[np.ndarray], class_names: Sequence[str]) -> dict[str, float]:
+    """Intersection over union per foreground class, counted over every voxel of every volume
+    together: CaDIS's mIoU, which accumulates one confusion matrix over all test frames
+    (RViMLab/MICCAI2021_Cataract_semantic_segmentation utils/metrics.py). Ground-truth pixels of
+    `labels.IGNORE_INDEX` are left out, as a confusion matrix without that class does. A class
+    absent from prediction and ground truth alike scores 1, as Dice does here."""
+    if not pred_volumes or len(pred_volumes) != len(gt_volumes):
+        raise ValueError(f"pooled IoU needs matching, non-empty volume lists (got {len(pred_volumes)} and {len(gt_volumes)})")
+    n = len(class_names)
+    inter, union = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for pred, gt in zip(pred_volumes, gt_volumes, strict=True):
+        pred, gt = _check_label_pair(pred, gt, class_names, gt_extra=(IGNORE_INDEX,))
+        kept = gt != IGNORE_INDEX
+        pred, gt = pred[kept], gt[kept]
+        both = np.bincount(gt[pred == gt].ravel(), minlength=n)[:n]
+        inter += both
+        union += np.bincount(pred.ravel(), minlength=n)[:n] + np.bincount(gt.ravel(), minlength=n)[:n] - both
+    return {name: float(inter[i] / union[i]) if union[i] else 1.0 for i, name in enumerate(class_names) if i}
+
+
 def per_class_metrics(
     pred_labels: np.ndarray,
     gt_labels: np.ndarray,

@@ -5,6 +5,8 @@
 - MR (arbitrary units per scan): divide by the scan's own robust maximum (its 99th percentile, a
   property of the image, not of a split), clip to percentiles pooled over the *training* volumes,
   then z-score with the training mean/std.
+- RGB (8-bit colour frames): clip to [0, 255], then one z-score with the mean/std of every channel
+  of the *training* frames pooled (the channels keep their relative scale).
 
 The statistics are a stored artifact (`norm_stats.json`), never hard-coded constants (SIFA's
 -1.8/4.4 and -2.8/3.2 had to be recomputed for every new preprocessing: cchen-cc/SIFA#42).
@@ -20,6 +22,7 @@ import numpy as np
 from xmodseg.errors import InputDataError
 
 MR_SCALE_PERCENTILE = 99.0
+RGB_RANGE = (0.0, 255.0)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ def _prepare(volume: np.ndarray, kind: str, ct_window: Sequence[float]) -> np.nd
         return np.clip(volume, ct_window[0], ct_window[1]).astype(np.float32)
     if kind == "mr":
         return (volume / scan_scale(volume)).astype(np.float32)
+    if kind == "rgb":
+        return volume.astype(np.float32)
     raise ValueError(f"unknown modality kind '{kind}'")
 
 
@@ -67,6 +72,8 @@ def fit_stats(
     prepared = np.concatenate([_prepare(v, kind, ct_window).ravel() for v in volumes.values()])
     if kind == "ct":
         lo, hi = float(ct_window[0]), float(ct_window[1])
+    elif kind == "rgb":
+        lo, hi = RGB_RANGE
     else:
         lo, hi = (float(x) for x in np.percentile(prepared, list(mr_percentiles)))
     clipped = np.clip(prepared, lo, hi)

@@ -1,7 +1,7 @@
 """Raw NIfTI volumes of one modality -> a compact slice cache plus manifest and normalisation stats.
 
 Cache layout (one folder per data set and modality, written atomically as a whole):
-    {case}_image.npy   float32 [slices, H, W], normalised
+    {case}_image.npy   float32 [slices, H, W], normalised ([slices, 3, H, W] for colour frames)
     {case}_label.npy   uint8   [slices, H, W], class indices
     manifest.json      per case: split, shapes, spacing, geometry to map predictions back, sha256,
                        and the fraction of labelled voxels the crop removed (`label_crop_loss`)
@@ -94,7 +94,7 @@ class PreprocessConfig:
 class _Case:
     case: str
     split: str
-    image: np.ndarray  # cropped, not yet normalised, [z, y, x]
+    image: np.ndarray  # cropped, not yet normalised, [z, y, x] ([channel, z, y, x] for colour frames)
     label: np.ndarray
     record: dict[str, Any]
     foreground_voxels: int  # in the source label file, after the registry mapping
@@ -106,19 +106,23 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
     # whole_slice: the in-plane physical axes (x y z = 2 1 0 of the [z, y, x] array) get crop_size voxels
     fit = {2 - a: int(n) for a, n in zip([a for a in range(3) if a != axis], cfg.crop_size, strict=True)} if whole else None
     img_path, lab_path = spec.image_path(modality, case), spec.label_path(modality, case)
-    image = read_image(img_path, kind="image")
+    rgb = spec.modality(modality).kind == "rgb"  # colour frames: 3 channels, stored as one-slice volumes
+    image = read_image(img_path, kind="image", components=3 if rgb else 1, frame=rgb)
     check_nonempty_image(image, img_path)
-    label = read_image(lab_path, kind="label")
+    label = read_image(lab_path, kind="label", frame=rgb)
     check_pair_geometry(image, label, img_path, lab_path)
     indices = spec.labels.to_indices(sitk.GetArrayFromImage(label), lab_path)
     label_idx = sitk.GetImageFromArray(indices)
     label_idx.CopyInformation(label)
-    res_img, res_lab = resample_pair(image, label_idx, cfg.spacing, cfg.interpolator, fit=fit)
+    channels = [sitk.VectorIndexSelectionCast(image, i, sitk.sitkFloat32) for i in range(3)] if rgb else [image]
+    res_img, res_lab = resample_pair(channels[0], label_idx, cfg.spacing, cfg.interpolator, fit=fit)
     assert res_lab is not None  # a label went in, so one comes out
-    img_arr = sitk.GetArrayFromImage(res_img)
+    arrays = [sitk.GetArrayFromImage(res_img)] + [sitk.GetArrayFromImage(resample_pair(c, None, cfg.spacing, cfg.interpolator, fit=fit)[0]) for c in channels[1:]]
     lab_arr = sitk.GetArrayFromImage(res_lab)
-    start, extent = crop_box(img_arr, axis, cfg.crop_size, whole_in_plane=whole)
+    grey = np.mean(arrays, axis=0) if rgb else arrays[0]  # the body box from the image alone
+    start, extent = crop_box(grey, axis, cfg.crop_size, whole_in_plane=whole)
     cropped_label = crop_pad(lab_arr, start, extent, 0)
+    cropped = [crop_pad(a, start, extent, float(a.min())) for a in arrays]
     spacing_zyx = list(reversed(res_img.GetSpacing()))
     record: dict[str, Any] = {
         "case": case,
@@ -135,7 +139,7 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
         "label_crop_loss": label_crop_loss(lab_arr, cropped_label, spec.labels.class_names),
     }
     fg = int(np.count_nonzero(indices))  # 0 is background; raw `ignore` values map to it too
-    return _Case(case, record["split"], crop_pad(img_arr, start, extent, float(img_arr.min())), cropped_label, record, fg)
+    return _Case(case, record["split"], np.stack(cropped) if rgb else cropped[0], cropped_label, record, fg)
 
 
 def check_foreground(cases: list[_Case], spec: DatasetSpec, modality: str) -> None:
@@ -211,7 +215,8 @@ def preprocess_modality(spec: DatasetSpec, modality: str, cfg: PreprocessConfig,
 
 
 def _write_case(folder: Path, c: _Case, stats: NormStats, cfg: PreprocessConfig, axis: int) -> CaseRecord:
-    image = np.ascontiguousarray(np.moveaxis(apply_stats(c.image, stats, ct_window=cfg.ct_window), axis, 0))
+    channel_axes = c.image.ndim - 3  # colour frames: [channel, z, y, x] -> [slice, channel, H, W]
+    image = np.ascontiguousarray(np.moveaxis(apply_stats(c.image, stats, ct_window=cfg.ct_window), axis + channel_axes, 0))
     label = np.ascontiguousarray(np.moveaxis(c.label, axis, 0))
     img_name, lab_name = f"{c.case}_image.npy", f"{c.case}_label.npy"
     save_npy(folder / img_name, image)

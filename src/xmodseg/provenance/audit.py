@@ -356,12 +356,13 @@ def _recomputed_doc(metrics: Mapping[str, Any], path: str, repo: Path) -> tuple[
 
         located = [{**c, **{k: str(repo / c[k]) for k in ("prediction_preprocessed", "ground_truth_preprocessed")}} for c in metrics["cases"]]
         pooled = pooled_metrics(located, ["background", *fg])
-        for key in ("sifa_dice", "sifa_assd_vox"):
+        keys = [k for k in ("sifa_dice", "sifa_assd_vox", "iou") if k in metrics["pooled"] or k != "iou"]  # iou: files since CaDIS
+        for key in keys:
             for cls, value in pooled[key].items():
                 stated = metrics["pooled"].get(key, {}).get(cls)
                 if stated is None or not _same(stated, value):
                     mismatches.append((key, cls, f"value: {path} pooled {key} {cls} states {stated}, recomputed {value}"))
-        doc["pooled"] = pooled
+        doc["pooled"] = {**{k: pooled[k] for k in keys}, "definition": metrics["pooled"].get("definition", pooled["definition"]), "cases": pooled["cases"]}
     return doc, mismatches
 
 

@@ -588,7 +588,7 @@ def last_k_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> str:
     return "".join(parts)
 
 
-POOLED_METRICS = {"sifa_dice": "Dice", "sifa_assd_vox": "ASSD (voxels)"}
+POOLED_METRICS = {"sifa_dice": "Dice", "sifa_assd_vox": "ASSD (voxels)", "iou": "IoU (mean = mIoU)"}
 POOLED_HEADING = "## Pooled over test volumes (GLUA's evaluation)"
 
 

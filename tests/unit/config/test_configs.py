@@ -209,6 +209,44 @@ def test_la2018_semi_plans_with_only_its_data_path(copy, tmp_path):
     assert labels["cases"] == list(mr.train_cases[:16]) and not set(labels["cases"]) & set(mr.test_cases)
 
 
+def test_colour_frames_need_three_channel_networks_said_at_planning(tiny_dataset):
+    """A data set of kind rgb (CaDIS) trains only U-Net methods with network.in_channels: 3; a
+    grey data set refuses in_channels 3. Each said while planning, naming the key."""
+    reg = yaml.safe_load(tiny_dataset.read_text())
+    reg["datasets"]["tiny"]["modalities"]["ct"]["kind"] = "rgb"
+    tiny_dataset.write_text(yaml.safe_dump(reg))
+    rgb = {"source": "ct", "target": "ct", "labels": {"target": "subset", "fraction": 0.5}}
+    three = {"iterations": 2, "network": {"in_channels": 3}}
+    cfg = _plan(tiny_dataset, {"c": {**_exp("co_da", **rgb), "train": three}}, translators={})
+    assert cfg.experiments["c"].train["network"]["in_channels"] == 3
+    with pytest.raises(ConfigError, match=r"experiments\.c\.train\.network\.in_channels: 'tiny' has colour \(rgb\) frames: set it to 3 \(now 1\)"):
+        _plan(tiny_dataset, {"c": _exp("co_da", **rgb)}, translators={})
+    with pytest.raises(ConfigError, match=r"experiments\.c: 'tiny' has colour \(rgb\) frames and method 'sifa' builds 1-channel networks only"):
+        _plan(tiny_dataset, {"c": {**_exp("sifa"), "source": "ct", "target": "ct"}}, translators={})
+    with pytest.raises(ConfigError, match=r"experiments\.c: one of source 'mr' and target 'ct' is colour"):
+        _plan(tiny_dataset, {"c": _exp("oracle")}, translators={})
+    with pytest.raises(ConfigError, match=r"experiments\.c\.train\.network\.in_channels: 3, but 'mr' of tiny has one channel"):
+        _plan(tiny_dataset, {"c": {**_exp("oracle"), "source": "mr", "target": "mr", "train": three}}, translators={})
+
+
+def test_cadis_semi_plans_with_only_its_data_path(copy, tmp_path):
+    """24 % of the 3,550 training frames labelled, RGB networks, the 586 test frames never labelled."""
+    cfg = yaml.safe_load((REPO / "config" / "cadis_semi.yaml").read_text())
+    cfg["data_path"] = {"rgb": str(tmp_path / "CaDIS")}
+    (copy / "config" / "_cadis.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_cadis.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule fetch_source:" in proc.stdout and "import_rgb" in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if "xmodseg train --method co_da" in line]
+    assert len(lines) == 1
+    assert json.loads(lines[0].split("--labels '")[1].split("'")[0]) == {"target": "subset", "fraction": 0.24, "seed": 0}
+    assert json.loads(lines[0].split("--params '")[1].split("'")[0])["network"]["in_channels"] == 3
+    rgb = load_dataset(REPO / "config" / "datasets.yaml", "cadis").modality("rgb")
+    assert (rgb.kind, len(rgb.train_cases), len(rgb.test_cases)) == ("rgb", 3550, 586)
+    assert {c.split("_")[0] for c in rgb.test_cases} == {"Video2", "Video12", "Video22"}
+    assert not {c.split("_")[0] for c in rgb.train_cases} & {"Video2", "Video12", "Video22", "Video5", "Video7", "Video16"}
+
+
 def test_a_bad_input_stops_snakemake_while_planning(copy):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["experiments"]["sifa_mr2ct"]["inputs"] = {"warm_start": "cyclegan_ct2mr"}

@@ -306,3 +306,90 @@ def test_la2018_release_lists_its_cases_and_imports_nrrd(tmp_path, capsys):
     lab = sitk.GetArrayFromImage(sitk.ReadImage(str(spec.label_path("mr", "0RZDK210BSMWAA6467LU"))))
     assert lab.max() == 255 and spec.labels.to_indices(lab, "x").max() == 1
     assert sitk.ReadImage(str(spec.image_path("mr", "ZQPMJ4XEC5A4BISD45P1"))).GetSpacing() == pytest.approx((0.625,) * 3)
+
+
+def test_case_lists_from_a_file_beside_the_registry(tmp_path):
+    from xmodseg.errors import ConfigError
+    from xmodseg.registry import parse_cases
+
+    (tmp_path / "ids.txt").write_text("# frames\nVideo1_frame000090\n\n  Video1_frame000100  \n")
+    assert parse_cases({"file": "ids.txt"}, "k", tmp_path) == ("Video1_frame000090", "Video1_frame000100")
+    with pytest.raises(ConfigError, match=r"k.file: cannot read .*missing.txt .*one case id per line"):
+        parse_cases({"file": "missing.txt"}, "k", tmp_path)
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ConfigError, match=r"k.file: .*empty.txt lists no case ids"):
+        parse_cases({"file": "empty.txt"}, "k", tmp_path)
+
+
+def _cadis_spec(root, cases, test):
+    from xmodseg.registry import load_registry
+
+    entry = dict(load_registry("config/datasets.yaml")["cadis"])
+    entry["root"] = str(root)
+    entry["modalities"] = {"rgb": {**entry["modalities"]["rgb"], "cases": cases, "test": test}}
+    return dataset_from_config("cadis", entry)
+
+
+def _png(path, array, vector):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=vector), str(path))
+
+
+def test_cadis_frames_import_and_preprocess_as_three_channel_slices(tmp_path):
+    """RGB PNG frames through import and preprocessing: one-slice volumes with 3 channels, the
+    cache [1, 3, H, W] z-scored with training-frame statistics, CaDIS ids mapped to Task 1, and a
+    prediction maps back onto the 2D frame's grid."""
+    from xmodseg.datasets.cadis import import_cadis
+
+    src = tmp_path / "CaDIS"
+    rng = np.random.default_rng(0)
+    cases = ["Video1_frame000090", "Video1_frame000100", "Video2_frame000090"]
+    for case in cases:
+        video = case.split("_")[0].replace("Video", "")
+        label = np.full((20, 30), 5, np.uint8)
+        label[5:15, 10:20] = 0  # pupil
+        label[1:3, 2:28] = 33  # an instrument (Troutman forceps) -> "instrument"
+        rgb = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+        _png(src / f"Video{int(video):02d}" / "Images" / f"{case}.png", rgb, True)
+        _png(src / f"Video{int(video):02d}" / "Labels" / f"{case}.png", label, False)
+    spec = _cadis_spec(tmp_path / "raw", cases, ["Video2_frame000090"])
+    records = import_cadis(spec, "rgb", src)
+    assert [r["case"] for r in records] == cases
+    img = sitk.ReadImage(str(spec.image_path("rgb", cases[0])))
+    assert img.GetNumberOfComponentsPerPixel() == 3
+    cfg = PreprocessConfig.from_dict({"spacing": [1, 1, 1], "slice_axis": "axial", "in_plane": "whole_slice", "crop_size": [16, 16]})
+    out = preprocess_modality(spec, "rgb", cfg, tmp_path / "cache")
+    manifest = load_manifest(out)
+    rec = {r.case: r for r in manifest.cases}
+    image = np.load(out / rec[cases[0]].image)
+    assert image.shape == (1, 3, 16, 16) and image.dtype == np.float32
+    label = np.load(out / rec[cases[0]].label)
+    assert set(np.unique(label)) == {1, 6, 8}  # pupil 0 -> 1, skin 5 -> 6, instrument 33 -> 8
+    train_pixels = np.concatenate([np.load(out / rec[c].image).ravel() for c in cases[:2]])
+    assert abs(train_pixels.mean()) < 0.05 and abs(train_pixels.std() - 1) < 0.05  # training frames' statistics
+    back = to_original_grid(label, rec[cases[0]].to_dict(), "axial")
+    assert back.GetSize() == (30, 20, 1)
+
+
+def test_cadis_import_names_the_bad_frame(tmp_path):
+    from xmodseg.datasets.cadis import import_cadis
+
+    src = tmp_path / "CaDIS"
+    case = "Video1_frame000090"
+    _png(src / "Video01" / "Images" / f"{case}.png", np.zeros((8, 8, 3), np.uint8) + 50, True)
+    _png(src / "Video01" / "Labels" / f"{case}.png", np.full((8, 8), 36, np.uint8), False)  # CaDIS has 0-35
+    spec = _cadis_spec(tmp_path / "raw", [case, "Video2_frame000090"], ["Video2_frame000090"])
+    with pytest.raises(InputDataError, match=r"1 of 2 cases of 'rgb' are missing .*Video02/Images/Video2_frame000090.png"):
+        import_cadis(spec, "rgb", src)
+    spec = _cadis_spec(tmp_path / "raw", [case], [])
+    with pytest.raises(InputDataError, match=r"Video1_frame000090.png.*label values \[36\]"):
+        import_cadis(spec, "rgb", src)
+    _png(src / "Video01" / "Images" / f"{case}.png", np.zeros((8, 8), np.uint8) + 50, False)  # a grey frame
+    _png(src / "Video01" / "Labels" / f"{case}.png", np.full((8, 8), 3, np.uint8), False)
+    with pytest.raises(InputDataError, match=r"Video1_frame000090.png: expected a 3-channel image, got 1 components"):
+        import_cadis(spec, "rgb", src)
+    with pytest.raises(InputDataError, match=r"no Video01 \.\.\. Video25 folders here"):
+        import_cadis(spec, "rgb", tmp_path)
+    with pytest.raises(InputDataError, match=r"CaDIS case id 'frame12' must look like Video1_frame000090"):
+        import_cadis(_cadis_spec(tmp_path / "raw", ["frame12"], []), "rgb", src)
+    assert not (tmp_path / "raw" / "frames").exists()  # nothing written by a failed import

@@ -433,3 +433,20 @@ def test_pooled_metrics_concatenate_the_volumes_as_gluas_script():
         pooled_per_class_metrics([big_gt, np.zeros((2, 4, 4), dtype=np.int64)], [big_gt, np.zeros((2, 4, 4), dtype=np.int64)], names)
     with pytest.raises(ValueError, match="matching, non-empty"):
         pooled_per_class_metrics([], [], names)
+
+
+def test_pooled_iou_counts_every_volume_together_as_cadis_miou():
+    """One confusion matrix over all frames: class 1 has 2 + 0 shared pixels of unions 3 + 1 (0.5),
+    not the per-frame mean (2/3 + 0)/2; class 2 absent everywhere scores 1; the ignore label is left out."""
+    from xmodseg.evaluation.metrics import pooled_iou
+
+    names = ["background", "a", "b"]
+    p1, g1 = np.array([[[1, 1, 1, 0]]]), np.array([[[1, 1, 0, 0]]])
+    p2, g2 = np.array([[[0, 1, 0, 0]]]), np.array([[[0, 0, 0, IGNORE_INDEX]]])
+    assert pooled_iou([p1, p2], [g1, g2], names) == {"a": 0.5, "b": 1.0}
+    p2[0, 0, 3] = 1  # a prediction on an ignored pixel counts nowhere
+    assert pooled_iou([p1, p2], [g1, g2], names) == {"a": 0.5, "b": 1.0}
+    p2[0, 0, 0] = 2  # predicted where the class is absent: IoU 0
+    assert pooled_iou([p1, p2], [g1, g2], names)["b"] == 0.0
+    with pytest.raises(ValueError, match="outside 0..2"):
+        pooled_iou([p1], [np.array([[[3, 0, 0, 0]]])], names)

@@ -25,6 +25,8 @@ MODALITY_KINDS = ("mr", "ct", "rgb")  # rgb: colour frames (CaDIS), 3 channels t
 # a name that could mean something to a shell or a path (`, $, ;, space, /, a leading . or -) is refused.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+DEFAULT_IMAGE = "{modality}/{case}_image.nii.gz"  # the registry layout, when an entry does not say
+DEFAULT_LABEL = "{modality}/{case}_label.nii.gz"
 
 
 def check_name(value: Any, key: str, what: str) -> str:
@@ -59,6 +61,7 @@ class ModalitySpec:
     cases: tuple[str, ...]
     test_cases: tuple[str, ...]
     source: Mapping[str, Any] | None = None  # where this modality's files come from, if not the data set's
+    labels: LabelMapping | None = None  # this modality's raw values, if they differ from the data set's
 
     @property
     def train_cases(self) -> tuple[str, ...]:
@@ -83,6 +86,11 @@ class DatasetSpec:
             return self.modalities[name]
         except KeyError:
             raise ConfigError(f"dataset '{self.name}' has no modality '{name}' (has: {sorted(self.modalities)})") from None
+
+    def labels_of(self, modality: str) -> LabelMapping:
+        """The mapping of `modality`'s raw label values: its own (`modalities.<m>.labels.mapping`,
+        e.g. MR 1/2/3 and CT 100/200/300 for the same classes) or the data set's."""
+        return self.modality(modality).labels or self.labels
 
     def source_of(self, modality: str) -> Mapping[str, Any]:
         """The modality's own `source:` over the data set's (e.g. CHAOS MR and BTCV CT in one set)."""
@@ -177,21 +185,25 @@ def check_has_test_cases(spec: DatasetSpec, modality: str, used_by: str) -> None
         )
 
 
-def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_kind: str | None = None, registry_dir: str | os.PathLike[str] | None = None) -> ModalitySpec:
-    for field in ("image", "label", "cases"):
-        if field not in raw:
-            raise ConfigError(f"{key}.{field} is required")
+def _modality_from_config(
+    name: str, raw: Mapping[str, Any], key: str, source_kind: str | None = None, registry_dir: str | os.PathLike[str] | None = None,
+    classes: Sequence[str] = (),
+) -> ModalitySpec:
+    if "cases" not in raw:
+        raise ConfigError(f"{key}.cases is required")
     kind = str(raw.get("kind", name))
     if kind not in MODALITY_KINDS:
         raise ConfigError(f"{key}.kind: '{kind}' is not one of {MODALITY_KINDS}")
     spec = ModalitySpec(
         name=name,
         kind=kind,
-        image_pattern=str(raw["image"]),
-        label_pattern=str(raw["label"]),
+        # where the importer writes (or the files already are): by default <modality>/<case>_image.nii.gz
+        image_pattern=str(raw.get("image", DEFAULT_IMAGE)),
+        label_pattern=str(raw.get("label", DEFAULT_LABEL)),
         cases=parse_cases(raw["cases"], f"{key}.cases", registry_dir),
         test_cases=parse_cases(raw.get("test", []), f"{key}.test", registry_dir),
         source=dict(raw["source"]) if raw.get("source") else None,
+        labels=_modality_labels(raw.get("labels"), f"{key}.labels", classes),
     )
     for case in spec.cases:
         check_name(case, f"{key}.cases", "case id")  # test ids must be among the cases (check_split)
@@ -200,20 +212,35 @@ def _modality_from_config(name: str, raw: Mapping[str, Any], key: str, source_ki
     return spec
 
 
+def _modality_labels(raw: Any, key: str, classes: Sequence[str]) -> LabelMapping | None:
+    """A modality's own raw-value mapping onto the data set's classes ({mapping, ignore})."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or "mapping" not in raw or set(raw) - {"mapping", "ignore"}:
+        raise ConfigError(f"{key}: expected {{mapping: {{raw value: class index}}, ignore: [...]}} (the classes are the data set's labels.classes)")
+    try:
+        return LabelMapping.from_config(classes, raw["mapping"], raw.get("ignore", ()))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.PathLike[str] = ".", registry_dir: str | os.PathLike[str] | None = None) -> DatasetSpec:
     """`registry_dir`: where `{file: ...}` case lists are found (the registry file's folder)."""
     key = f"datasets.{name}"
     check_name(name, "datasets", "data-set name")
     labels = raw.get("labels")
-    if not labels or "classes" not in labels or "mapping" not in labels:
-        raise ConfigError(f"{key}.labels needs 'classes' and 'mapping'")
-    try:
-        mapping = LabelMapping.from_config(labels["classes"], labels["mapping"], labels.get("ignore", ()))
-    except ValueError as exc:
-        raise ConfigError(f"{key}.labels: {exc}") from None
     mods = raw.get("modalities") or {}
     if not mods:
         raise ConfigError(f"{key}.modalities is empty")
+    own = all(isinstance(m, Mapping) and (m.get("labels") or {}).get("mapping") is not None for m in mods.values())
+    if not labels or "classes" not in labels or ("mapping" not in labels and not own):
+        raise ConfigError(f"{key}.labels needs 'classes' and 'mapping' (or every modality its own labels.mapping)")
+    try:
+        # without a data-set mapping (each modality has its own), raw value i means class i
+        default = {i: i for i in range(len(labels["classes"]))}
+        mapping = LabelMapping.from_config(labels["classes"], labels.get("mapping", default), labels.get("ignore", ()))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.labels: {exc}") from None
     for m in mods:
         check_name(m, f"{key}.modalities", "modality name")
     root = Path(raw.get("root", f"data/raw/{name}"))
@@ -224,7 +251,9 @@ def dataset_from_config(name: str, raw: Mapping[str, Any], base_dir: str | os.Pa
         root=root,
         source=dict(raw.get("source", {"kind": "local"})),
         labels=mapping,
-        modalities={m: _modality_from_config(m, r, f"{key}.modalities.{m}", (raw.get("source") or {}).get("kind"), registry_dir) for m, r in mods.items()},
+        modalities={
+            m: _modality_from_config(m, r, f"{key}.modalities.{m}", (raw.get("source") or {}).get("kind"), registry_dir, mapping.class_names) for m, r in mods.items()
+        },
         description=str(raw.get("description", "")),
     )
 

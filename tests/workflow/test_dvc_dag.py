@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, make_tiny_project
+from tests.unit.config.test_configs import with_data_paths
 from xmodseg.provenance.dvc_stages import CODE_DEPS, render_stages
 
 pytestmark = pytest.mark.usefixtures("slurm_controller")  # Snakemake starts here: see tests/conftest.py
@@ -70,13 +71,12 @@ def covered_by(path: str, deps: list[str]) -> str | None:
 
 
 @pytest.mark.parametrize("name", [*CONFIGS, "mmwhs_sifa.yaml:mmwhs_sifa_release"])
-def test_dvc_deps_equal_the_inputs_of_snakemakes_jobs(project, name, monkeypatch):
+def test_dvc_deps_equal_the_inputs_of_snakemakes_jobs(project, name, monkeypatch, tmp_path):
     name, _, dataset = name.partition(":")
-    configfile = f"config/{name}"
+    text = (REPO / "config" / name).read_text()
     if dataset:  # the same protocol on the SIFA release (a cache built from its download)
-        text = (REPO / "config" / name).read_text().replace("dataset: mmwhs ", f"dataset: {dataset} ", 1)
-        configfile = f"config/_{dataset}.yaml"
-        (project / configfile).write_text(text)
+        text = text.replace("dataset: mmwhs ", f"dataset: {dataset} ", 1)
+    configfile = with_data_paths(project, text, f"{dataset or 'x'}_{name}", tmp_path / "data").relative_to(project).as_posix()
     monkeypatch.chdir(project)  # the config names its registry relative to the project
     stages = render_stages(yaml.safe_load((project / configfile).read_text()), configfile)
     reads: dict[str, set[str]] = {s: set() for s in stages}

@@ -100,12 +100,19 @@ def snakemake(wd: Path, *targets: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_gated_data_without_a_path_stops_with_instructions(project):
+    """Said while planning (no job starts), with the block to write and where to request the data;
+    a path given on the command line of the fetch step alone still gets the job's own message."""
     wd, _, _ = project
     write_config(wd, {})
     proc = snakemake(wd, "data/downloads/ext/mr/source.json")
     assert proc.returncode != 0
-    log = (wd / "logs/fetch/ext_mr_source.log").read_text()
-    assert "needs registration: request it at https://example.org/register" in log and "data_path" in log
+    out = proc.stdout + proc.stderr
+    assert "data_path.mr is missing: data set 'ext' imports 'mr' from your files; set `data_path: {mr: /path/to/your/mr/folder-or-archive}` in config/ext.yaml" in out
+    assert "(get the data: https://example.org/register)" in out and not (wd / "logs/fetch/ext_mr_source.log").exists()
+    marker = wd / "m.json"
+    rc = subprocess.run([str(BIN / "xmodseg"), "fetch-source", "--registry", "config/ext_datasets.yaml", "--dataset", "ext", "--modality", "mr",
+                         "--downloads", str(wd / "dl"), "--marker", str(marker)], cwd=wd, capture_output=True, text=True, timeout=300)
+    assert rc.returncode == 2 and "needs registration: request it at https://example.org/register" in rc.stderr and "data_path" in rc.stderr
 
 
 def test_download_and_import_then_preprocess(project):

@@ -21,6 +21,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 # The registries' declarations (cached: planning imports no method module, hence no torch).
 CFG = WorkflowConfig.from_dict(config, methods=METHODS.declared, translators=TRANSLATORS.declared)  # ConfigError naming the key
+R.check_data_paths(CFG, ", ".join(os.path.relpath(f) for f in workflow.configfiles) or "the workflow config")  # registration-gated data: said now, not at the fetch
 DS = CFG.dataset.name
 ENV = "../../envs/xmodseg.yaml"
 

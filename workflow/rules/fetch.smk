@@ -16,7 +16,7 @@ rule fetch_source:
         log_path("fetch_source"),
     benchmark:
         benchmark_path("fetch_source")
-    retries: 2
+    # no `retries`: downloads retry on their own (resumable); a configuration error must fail once (exit 2)
     wildcard_constraints:
         modality="|".join(map(re.escape, FETCHED)) or "no-fetched-modality",
     conda:

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from xmodseg.config.models import ExperimentConfig, InputRef, WorkflowConfig
@@ -57,6 +59,38 @@ def raw_root(cfg: WorkflowConfig) -> str:
 def dataset_card(cfg: WorkflowConfig, modality: str) -> str:
     """The card the phantom generator writes beside a modality's files (xmodseg.synth)."""
     return (cfg.dataset.root / modality / "dataset_card.md").as_posix()
+
+
+def used_modalities(cfg: WorkflowConfig) -> list[str]:
+    """The modalities some experiment or translator reads (registry order)."""
+    used = {m for e in cfg.experiments.values() for m in (e.source, e.target, e.labels.assistant) if m}
+    used |= {m for tr in cfg.translators.values() for m in (tr.source, tr.target)}
+    return [m for m in cfg.dataset.modalities if m in used]
+
+
+def check_data_paths(cfg: WorkflowConfig, configfile: str = "your workflow config") -> None:
+    """Registration-gated or own data needs its folder or archive: a modality that is read, not yet
+    imported and has no `data_path` (nor the registry's `source.path`), or one that does not exist,
+    stops planning with the block to write (instead of planning every job and failing at the fetch)."""
+    spec = cfg.dataset
+    gated = [m for m in used_modalities(cfg) if source_kind(cfg, m) in (SourceKind.IMPORT, SourceKind.SIFA_RELEASE)]
+    problems = []
+    for m in gated:
+        if Path(import_manifest(cfg, m)).is_file():
+            continue  # imported already: the fetch does not run again
+        given = cfg.data_path.get(m) or spec.source_of(m).get("path")
+        if not given:
+            problems.append(f"data_path.{m} is missing")
+        elif not Path(os.path.expanduser(str(given))).exists():
+            problems.append(f"data_path.{m}: {given} does not exist")
+    if not problems:
+        return
+    shape = "data_path: {" + ", ".join(f"{m}: {cfg.data_path.get(m) or '/path/to/your/' + m + '/folder-or-archive'}" for m in gated) + "}"
+    request = spec.source_of(gated[0]).get("request")
+    raise ConfigError(
+        f"{'; '.join(problems)}: data set '{spec.name}' imports {', '.join(repr(m) for m in gated)} from your files; "
+        f"set `{shape}` in {configfile}" + (f" (get the data: {request})" if request else "")
+    )
 
 
 def import_manifest(cfg: WorkflowConfig, modality: str) -> str:

@@ -241,7 +241,7 @@ def import_series_with_masks(
         dicom_dir = src / layout["dicom"].format(case=case, modality=modality)
         image, files = read_series(dicom_dir)
         label = masks_to_label(src / layout["masks"].format(case=case, modality=modality), files, image, ranges)
-        spec.labels.to_indices(sitk.GetArrayViewFromImage(label), dicom_dir)
+        spec.labels_of(modality).to_indices(sitk.GetArrayViewFromImage(label), dicom_dir)
         write_image(image, spec.image_path(modality, case))
         write_image(label, spec.label_path(modality, case))
         records.append(

@@ -45,10 +45,12 @@ def import_case(
     nonfinite: str | float = "error",
     staged: contextlib.ExitStack | None = None,
     rgb: bool = False,
+    modality: str | None = None,
 ) -> dict[str, Any]:
     """Check one image/label pair and write it to `image_dst`, `label_dst`; returns its record.
     With `staged`, the files are written under temporary names that the stack renames on exit.
-    `rgb`: a colour frame (2D, 3 channels, e.g. PNG) and its 2D label, written as one-slice volumes."""
+    `rgb`: a colour frame (2D, 3 channels, e.g. PNG) and its 2D label, written as one-slice volumes.
+    `modality`: whose label mapping applies (its own, else the data set's)."""
     for p in (image_src, label_src):
         if not p.is_file():
             raise InputDataError(f"{p}: not found")
@@ -58,7 +60,7 @@ def import_case(
     arr = sitk.GetArrayViewFromImage(label)
     if not np.issubdtype(arr.dtype, np.integer) and not np.all(np.mod(arr, 1) == 0):
         raise InputDataError(f"{label_src}: non-integer label values")
-    spec.labels.to_indices(np.asarray(arr), label_src)  # raises naming unknown label values
+    (spec.labels_of(modality) if modality else spec.labels).to_indices(np.asarray(arr), label_src)  # raises naming unknown label values
     image_out, label_out = (image_dst, label_dst) if staged is None else [staged.enter_context(atomic_path(p)) for p in (image_dst, label_dst)]
     write_image(image, image_out, reported_as=image_dst)
     if not np.issubdtype(arr.dtype, np.integer):
@@ -110,7 +112,7 @@ def import_cases(
     records = []
     with contextlib.ExitStack() as staged:  # each file under a temporary name, renamed once every case passed
         for case, (image_src, label_src) in pairs.items():
-            rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec, nonfinite=nonfinite, staged=staged, rgb=mod.kind == "rgb")
+            rec = import_case(image_src, label_src, spec.image_path(modality, case), spec.label_path(modality, case), spec, nonfinite=nonfinite, staged=staged, rgb=mod.kind == "rgb", modality=modality)
             records.append({"case": case, **rec})
             log.info("checked %s case %s", modality, case)
         manifest.unlink(missing_ok=True)  # from here on the files are no longer the previous import's

@@ -107,7 +107,7 @@ def evaluate_model(
             model_config_hash=model.config_hash,
             data_manifest=str(Path(target_cache) / MANIFEST),
             data_manifest_sha256=sha256_file(Path(target_cache) / MANIFEST),
-            labels=label_record(spec.labels),
+            labels=label_record(spec.labels_of(manifest.modality)),
             label_budget=_label_budget(model_path),
         ),
     )
@@ -152,7 +152,7 @@ def evaluate_cases(
         if gt_sha != rec.source_label_sha256:
             raise InputDataError(f"{rec.source_label}: ground truth changed since preprocessing (sha256 differs from {target_cache}/manifest.json); rerun preprocessing")
         gt_img = read_image(rec.source_label, kind="label")
-        scores = score_case(pred, cached_label, pred_img, gt_img, spec.labels, class_names, rec.source_label)
+        scores = score_case(pred, cached_label, pred_img, gt_img, spec.labels_of(manifest.modality), class_names, rec.source_label)
         pred_path = out_dir / f"{rec.case}_pred.nii.gz"
         write_image(pred_img, pred_path)
         grid_path = out_dir / f"{rec.case}_pred_preprocessed.npz"

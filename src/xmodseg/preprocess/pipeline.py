@@ -111,7 +111,7 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
     check_nonempty_image(image, img_path)
     label = read_image(lab_path, kind="label", frame=rgb)
     check_pair_geometry(image, label, img_path, lab_path)
-    indices = spec.labels.to_indices(sitk.GetArrayFromImage(label), lab_path)
+    indices = spec.labels_of(modality).to_indices(sitk.GetArrayFromImage(label), lab_path)
     label_idx = sitk.GetImageFromArray(indices)
     label_idx.CopyInformation(label)
     channels = [sitk.VectorIndexSelectionCast(image, i, sitk.sitkFloat32) for i in range(3)] if rgb else [image]

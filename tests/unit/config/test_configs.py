@@ -31,14 +31,26 @@ def copy(tmp_path_factory) -> Path:
     return make_tiny_project(tmp_path_factory.mktemp("configs") / "p", {}, "unused.yaml")
 
 
+def with_data_paths(copy: Path, text: str, name: str, folder: Path) -> Path:
+    """A copy of a config whose registration-gated modalities point at `folder` (planning needs
+    only that the data exist: the real-data protocols need nothing but their data paths)."""
+    cfg = yaml.safe_load(text)
+    spec = load_dataset(REPO / cfg["registry"], cfg["dataset"])
+    gated = [m for m in spec.modalities if spec.source_kind(m).value in ("import", "sifa_release")]
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg["data_path"] = {m: str(folder) for m in gated}
+    out = copy / "config" / f"_data_{name}"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
 @pytest.mark.parametrize("name", [*CONFIGS, "mmwhs_sifa.yaml:mmwhs_sifa_release"])
-def test_config_plans(copy, name):
+def test_config_plans(copy, name, tmp_path):
     name, _, dataset = name.partition(":")
-    cfg = copy / "config" / name
+    text = (REPO / "config" / name).read_text()
     if dataset:  # the same protocol on the SIFA release: one line differs
-        text = (REPO / "config" / name).read_text().replace("dataset: mmwhs ", f"dataset: {dataset} ", 1)
-        cfg = copy / "config" / f"_{dataset}.yaml"
-        cfg.write_text(text)
+        text = text.replace("dataset: mmwhs ", f"dataset: {dataset} ", 1)
+    cfg = with_data_paths(copy, text, f"{dataset or 'x'}_{name}", tmp_path / "data")
     proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", str(cfg.relative_to(copy))], cwd=copy, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -180,8 +192,9 @@ def test_label_cases_take_the_registry_format_product_form(tiny_dataset):
         _plan(tiny_dataset, {"c": _exp("oracle", labels={"target": "subset", "cases": {"format": "{0}", "product": [["1", "4"]]}})})
 
 
-def test_acdc_semi_labels_14_training_patients_both_frames(copy):
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/acdc_semi.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+def test_acdc_semi_labels_14_training_patients_both_frames(copy, tmp_path):
+    cfg = with_data_paths(copy, (REPO / "config" / "acdc_semi.yaml").read_text(), "acdc.yaml", tmp_path / "ACDC")
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", str(cfg.relative_to(copy))], cwd=copy, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if "xmodseg train --method co_da" in line]
     assert len(lines) == 1
@@ -198,6 +211,7 @@ def test_la2018_semi_plans_with_only_its_data_path(copy, tmp_path):
     """UA-MT's protocol: the first 16 of the 80 training ids labelled, none of the 20 test ids."""
     cfg = yaml.safe_load((REPO / "config" / "la2018_semi.yaml").read_text())
     cfg["data_path"] = {"mr": str(tmp_path / "Training Set")}
+    (tmp_path / "Training Set").mkdir()
     (copy / "config" / "_la.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_la.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -233,6 +247,7 @@ def test_cadis_semi_plans_with_only_its_data_path(copy, tmp_path):
     """24 % of the 3,550 training frames labelled, RGB networks, the 586 test frames never labelled."""
     cfg = yaml.safe_load((REPO / "config" / "cadis_semi.yaml").read_text())
     cfg["data_path"] = {"rgb": str(tmp_path / "CaDIS")}
+    (tmp_path / "CaDIS").mkdir()
     (copy / "config" / "_cadis.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_cadis.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -245,6 +260,31 @@ def test_cadis_semi_plans_with_only_its_data_path(copy, tmp_path):
     assert (rgb.kind, len(rgb.train_cases), len(rgb.test_cases)) == ("rgb", 3550, 586)
     assert {c.split("_")[0] for c in rgb.test_cases} == {"Video2", "Video12", "Video22"}
     assert not {c.split("_")[0] for c in rgb.train_cases} & {"Video2", "Video12", "Video22", "Video5", "Video7", "Video16"}
+
+
+def test_missing_or_half_data_paths_stop_planning_with_the_block_to_write(copy, tmp_path):
+    """No dry run of 36 jobs and a fetch failing three times: planning names the missing modality and
+    the data_path block to write; an imported modality needs no path any more."""
+    cfg = yaml.safe_load((REPO / "config" / "mmwhs_sifa.yaml").read_text())
+    (tmp_path / "mr").mkdir()
+    for data_path, message in (
+        ({}, "data_path.mr is missing; data_path.ct is missing: data set 'mmwhs' imports 'mr', 'ct' from your files; set `data_path: {mr: /path/to/your/mr/folder-or-archive, ct: /path/to/your/ct/folder-or-archive}` in config/_half.yaml (get the data:"),
+        ({"mr": str(tmp_path / "mr")}, f"data_path.ct is missing: data set 'mmwhs' imports 'mr', 'ct' from your files; set `data_path: {{mr: {tmp_path / 'mr'}, ct: /path/to/your/ct/folder-or-archive}}`"),
+        ({"mr": str(tmp_path / "mr"), "ct": str(tmp_path / "nowhere")}, f"data_path.ct: {tmp_path / 'nowhere'} does not exist"),
+    ):
+        cfg["data_path"] = data_path
+        (copy / "config" / "_half.yaml").write_text(yaml.safe_dump(cfg))
+        proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", "config/_half.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+        assert "Job stats" not in proc.stdout
+    manifest = copy / "data/raw/mmwhs/ct/import_manifest.json"  # ct imported already: only mr's path is needed
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    try:
+        proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", "config/_half.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    finally:
+        manifest.unlink()
 
 
 def test_a_bad_input_stops_snakemake_while_planning(copy):

@@ -62,6 +62,62 @@ def cmd_list_cases(args: argparse.Namespace) -> None:
     print("cases: [" + ", ".join(f'"{c}"' for c in cases) + "]")
 
 
+def _parse_map(text: str) -> tuple[str, dict[int, int]]:
+    """`mr:1=1,2=2` -> ("mr", {1: 1, 2: 2})."""
+    mod, sep, pairs = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return mod, {int(k): int(v) for k, v in (p.split("=") for p in pairs.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected MODALITY:VALUE=CLASS,... (e.g. ct:100=1,205=2)") from None
+
+
+def cmd_init_dataset(args: argparse.Namespace) -> None:
+    from xmodseg.datasets.own_data import init_dataset
+
+    folders = {m: getattr(args, m) for m in ("mr", "ct") if getattr(args, m)}
+    result = init_dataset(args.name, folders, args.pattern, label_pattern=args.label_pattern, classes=args.classes,
+                          maps=dict(args.map or []), test_fraction=args.test_fraction, out_dir=args.out)
+    print(result.summary())
+
+
+def _workflow_config(path: str) -> dict[str, Any]:
+    from xmodseg.registry import read_yaml
+
+    cfg = read_yaml(path, "workflow config")
+    if not isinstance(cfg, dict) or not {"registry", "dataset"} <= set(cfg):
+        raise ConfigError(f"{path}: not a workflow config (needs `registry:` and `dataset:`)")
+    return cfg
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from xmodseg.preprocess import PreprocessConfig
+    from xmodseg.preprocess.check_data import check_data, format_checks
+    from xmodseg.registry import load_dataset
+
+    cfg = _workflow_config(args.configfile)
+    spec = load_dataset(cfg["registry"], cfg["dataset"])
+    used = {m for e in (cfg.get("experiments") or {}).values() for m in (e.get("source"), e.get("target"))}
+    modalities = args.modality or [m for m in spec.modalities if m in used] or list(spec.modalities)
+    out = f"{args.out}/{spec.name}"
+    rows = check_data(spec, modalities, PreprocessConfig.from_dict(cfg.get("preprocess") or {}), cfg.get("data_path") or {}, out)
+    print(format_checks(rows, out))
+    return 1 if any(r.problem for r in rows) else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from xmodseg.evaluation.predict import format_predictions, predict_scans
+
+    print(format_predictions(predict_scans(args.model, args.input, args.output, cache=args.cache, batch_size=args.batch_size)))
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from xmodseg.provenance.explain import explain
+
+    print(explain(args.experiment, args.cls, metric=args.metric, repo=args.repo, dataset=args.dataset))
+
+
 def cmd_release_cache(args: argparse.Namespace) -> None:
     from xmodseg.datasets.fetch import release_tfrecords
     from xmodseg.datasets.sifa_release import build_cache
@@ -219,6 +275,58 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("folder")
     s.add_argument("--pattern", required=True, help='a source file per case, e.g. "{case}/lgemri.nrrd" or "images/{case}.nii.gz"')
     s.set_defaults(func=cmd_list_cases)
+
+    s = sub.add_parser(
+        "init-dataset", help="own data: list the cases and label values of your folders, write a registry entry and a config",
+        description="Scan one folder per modality, match label values to classes, propose a test split, and write "
+        "<out>/<name>_dataset.yaml (the registry entry) and <out>/<name>.yaml (a demo-scale workflow config). Overwrites nothing.",
+        epilog='example: xmodseg init-dataset --name mine --mr /data/mr --ct /data/ct --pattern "images/{case}.nii.gz"',
+    )
+    s.add_argument("--name", required=True, help="data-set name (letters, digits, _ . -)")
+    s.add_argument("--mr", metavar="DIR", help="folder with the MR images and labels")
+    s.add_argument("--ct", metavar="DIR", help="folder with the CT images and labels")
+    s.add_argument("--pattern", required=True, help='an image inside each folder, with {case}: "images/{case}.nii.gz"')
+    s.add_argument("--label-pattern", default=None, help='its label (default: the image pattern with images -> labels)')
+    s.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="class names in class order (default class_1, class_2, ...)")
+    s.add_argument("--map", action="append", type=_parse_map, metavar="MOD:V=C,...", help="raw value -> class index per modality, e.g. ct:100=1,205=2 (default: by the order of the values)")
+    s.add_argument("--test-fraction", type=float, default=0.2, help="fraction of each modality's cases proposed as test cases (default 0.2)")
+    s.add_argument("--out", default="config", help="folder for the two files (default config)")
+    s.set_defaults(func=cmd_init_dataset)
+
+    s = sub.add_parser(
+        "check-data", help="check every case of a config's data set as preprocessing will see it, with QC pictures",
+        description="Reads each image and label in full, compares their geometry, maps the label values, resamples and crops "
+        "with the config's preprocess block and reports the labelled voxels inside the crop; one QC picture per case. Exit 1 on any problem.",
+        epilog="example: xmodseg check-data --configfile config/mine.yaml",
+    )
+    s.add_argument("--configfile", required=True, help="the workflow config (registry, dataset, data_path, preprocess)")
+    s.add_argument("--modality", nargs="+", default=None, help="only these modalities (default: those the experiments use)")
+    s.add_argument("--out", default="results/check-data", help="QC pictures and check.tsv go to OUT/<dataset>/")
+    s.set_defaults(func=cmd_check_data)
+
+    s = sub.add_parser(
+        "predict", help="segment new, unlabelled scans with a trained model (NIfTI on each scan's grid)",
+        description="Preprocesses each scan as the model's target cache was, predicts, and writes OUTPUT/<scan>.nii.gz on the scan's "
+        "own grid plus predictions.json (model, cache and scan sha256). Overwrites nothing.",
+        epilog="example: xmodseg predict -m results/models/mine/oracle_ct/seed0/model.pt -i new_scans/ -o predictions/",
+    )
+    s.add_argument("-m", "--model", required=True, help="a trained model.pt (its model.json beside it)")
+    s.add_argument("-i", "--input", required=True, help="a scan file or a folder of scans")
+    s.add_argument("-o", "--output", required=True, help="folder for the predictions")
+    s.add_argument("--cache", default=None, help="the target modality's cache (default: the one the model's sidecar names)")
+    s.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser(
+        "explain", help="where one reported number came from: data, cases, method, scale, inputs, commit",
+        epilog="example: xmodseg explain oracle_ct LVC",
+    )
+    s.add_argument("experiment", metavar="EXP", help="experiment name (results/evaluation/<dataset>/EXP)")
+    s.add_argument("cls", metavar="CLASS", nargs="?", default=None, help="a class (default: the mean over classes)")
+    s.add_argument("--metric", default="dice", help="dice (default), assd_mm, sifa_dice, sifa_assd_vox")
+    s.add_argument("--dataset", default=None, help="when the experiment exists for several data sets")
+    s.add_argument("--repo", default=".", help="project root")
+    s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("release-cache", help="the SIFA/PnP-AdaNet release (tfrecords + test volumes) as a slice cache")
     with_dataset(s)

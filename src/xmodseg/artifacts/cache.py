@@ -84,7 +84,7 @@ class CacheManifest:
     format: int
     dataset: str
     modality: str
-    kind: str  # the modality's kind: "ct" or "mr"
+    kind: str  # the modality's kind: "ct", "mr" or "rgb"
     class_names: list[str]
     slice_axis: str  # the name of the slicing axis in preprocess.geometry.SLICE_AXES
     cases: list[CaseRecord]

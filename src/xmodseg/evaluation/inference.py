@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,10 +39,14 @@ def to_original_grid(pred: np.ndarray, record: CaseRecord | Mapping[str, Any], s
     rec = record if isinstance(record, CaseRecord) else CaseRecord.from_dict(record, f"case record {record.get('case')}")
     if rec.resampled_geometry is None or rec.original_geometry is None or rec.crop_start_zyx is None:
         raise InputDataError(f"case {rec.case}: its manifest record has no scan geometry (not cut from a raw scan), so it cannot be mapped back")
+    return map_back(pred, rec.original_geometry, rec.resampled_geometry, rec.crop_start_zyx, slice_axis)
+
+
+def map_back(pred: np.ndarray, original: Mapping[str, Any], resampled: Mapping[str, Any], crop_start_zyx: Sequence[int], slice_axis: str) -> sitk.Image:
+    """`to_original_grid` from the geometry alone (a scan predicted without a cache record)."""
     zyx = np.moveaxis(pred, 0, SLICE_AXES[slice_axis])
-    resampled = rec.resampled_geometry
-    full = uncrop(zyx, rec.crop_start_zyx, list(reversed(resampled["size"])), fill=0)
+    full = uncrop(zyx, list(crop_start_zyx), list(reversed(resampled["size"])), fill=0)
     on_resampled = sitk.GetImageFromArray(full)
-    ref = reference_image(resampled)
+    ref = reference_image(dict(resampled))
     on_resampled.CopyInformation(ref)
-    return resample_like(on_resampled, reference_image(rec.original_geometry), "nearest", 0, sitk.sitkUInt8)
+    return resample_like(on_resampled, reference_image(dict(original)), "nearest", 0, sitk.sitkUInt8)

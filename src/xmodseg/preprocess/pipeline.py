@@ -100,11 +100,57 @@ class _Case:
     foreground_voxels: int  # in the source label file, after the registry mapping
 
 
-def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfig) -> _Case:
+@dataclass
+class Gridded:
+    """A scan on the network's grid: resampled, cropped (not yet normalised), and what maps it back."""
+
+    image: np.ndarray  # [z, y, x] ([channel, z, y, x] for colour frames)
+    label: np.ndarray | None  # cropped class indices (None: no label given)
+    full_label: np.ndarray | None  # the same before the crop (what the crop's label loss is measured on)
+    original: sitk.Image  # the scan as read (its geometry)
+    resampled: sitk.Image  # (the first channel) on the resampled grid
+    start: list[int]
+    extent: list[int]
+
+    def geometry_record(self, slice_axis: str) -> dict[str, Any]:
+        """The manifest fields that map a prediction on this grid back onto the scan's."""
+        axis = SLICE_AXES[slice_axis]
+        spacing_zyx = list(reversed(self.resampled.GetSpacing()))
+        return {
+            "original_geometry": geometry_dict(self.original),
+            "resampled_geometry": geometry_dict(self.resampled),
+            "crop_start_zyx": self.start,
+            "crop_extent_zyx": self.extent,
+            "slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis],
+        }
+
+
+def to_grid(image: sitk.Image, label_idx: sitk.Image | None, cfg: PreprocessConfig, *, rgb: bool = False) -> Gridded:
+    """Resample (physical space) and crop one scan and its label (class indices) as preprocessing
+    does for the cache; `xmodseg predict` runs the same on scans without a label."""
     axis = SLICE_AXES[cfg.slice_axis]
     whole = cfg.in_plane == "whole_slice"
     # whole_slice: the in-plane physical axes (x y z = 2 1 0 of the [z, y, x] array) get crop_size voxels
     fit = {2 - a: int(n) for a, n in zip([a for a in range(3) if a != axis], cfg.crop_size, strict=True)} if whole else None
+    channels = [sitk.VectorIndexSelectionCast(image, i, sitk.sitkFloat32) for i in range(3)] if rgb else [image]
+    res_img, res_lab = resample_pair(channels[0], label_idx, cfg.spacing, cfg.interpolator, fit=fit)
+    arrays = [sitk.GetArrayFromImage(res_img)] + [sitk.GetArrayFromImage(resample_pair(c, None, cfg.spacing, cfg.interpolator, fit=fit)[0]) for c in channels[1:]]
+    grey = np.mean(arrays, axis=0) if rgb else arrays[0]  # the body box from the image alone
+    start, extent = crop_box(grey, axis, cfg.crop_size, whole_in_plane=whole)
+    cropped = [crop_pad(a, start, extent, float(a.min())) for a in arrays]
+    lab_arr = sitk.GetArrayFromImage(res_lab) if res_lab is not None else None
+    return Gridded(
+        image=np.stack(cropped) if rgb else cropped[0],
+        label=crop_pad(lab_arr, start, extent, 0) if lab_arr is not None else None,
+        full_label=lab_arr,
+        original=image,
+        resampled=res_img,
+        start=start,
+        extent=extent,
+    )
+
+
+def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfig) -> _Case:
     img_path, lab_path = spec.image_path(modality, case), spec.label_path(modality, case)
     rgb = spec.modality(modality).kind == "rgb"  # colour frames: 3 channels, stored as one-slice volumes
     image = read_image(img_path, kind="image", components=3 if rgb else 1, frame=rgb)
@@ -114,16 +160,8 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
     indices = spec.labels_of(modality).to_indices(sitk.GetArrayFromImage(label), lab_path)
     label_idx = sitk.GetImageFromArray(indices)
     label_idx.CopyInformation(label)
-    channels = [sitk.VectorIndexSelectionCast(image, i, sitk.sitkFloat32) for i in range(3)] if rgb else [image]
-    res_img, res_lab = resample_pair(channels[0], label_idx, cfg.spacing, cfg.interpolator, fit=fit)
-    assert res_lab is not None  # a label went in, so one comes out
-    arrays = [sitk.GetArrayFromImage(res_img)] + [sitk.GetArrayFromImage(resample_pair(c, None, cfg.spacing, cfg.interpolator, fit=fit)[0]) for c in channels[1:]]
-    lab_arr = sitk.GetArrayFromImage(res_lab)
-    grey = np.mean(arrays, axis=0) if rgb else arrays[0]  # the body box from the image alone
-    start, extent = crop_box(grey, axis, cfg.crop_size, whole_in_plane=whole)
-    cropped_label = crop_pad(lab_arr, start, extent, 0)
-    cropped = [crop_pad(a, start, extent, float(a.min())) for a in arrays]
-    spacing_zyx = list(reversed(res_img.GetSpacing()))
+    grid = to_grid(image, label_idx, cfg, rgb=rgb)
+    assert grid.label is not None and grid.full_label is not None  # a label went in, so one comes out
     record: dict[str, Any] = {
         "case": case,
         "split": spec.modality(modality).split_of(case),
@@ -131,15 +169,11 @@ def _load_case(spec: DatasetSpec, modality: str, case: str, cfg: PreprocessConfi
         "source_label": str(lab_path),
         "source_image_sha256": sha256_file(img_path),
         "source_label_sha256": sha256_file(lab_path),
-        "original_geometry": geometry_dict(image),
-        "resampled_geometry": geometry_dict(res_img),
-        "crop_start_zyx": start,
-        "crop_extent_zyx": extent,
-        "slice_spacing": [spacing_zyx[axis]] + [s for a, s in enumerate(spacing_zyx) if a != axis],
-        "label_crop_loss": label_crop_loss(lab_arr, cropped_label, spec.labels.class_names),
+        **grid.geometry_record(cfg.slice_axis),
+        "label_crop_loss": label_crop_loss(grid.full_label, grid.label, spec.labels.class_names),
     }
     fg = int(np.count_nonzero(indices))  # 0 is background; raw `ignore` values map to it too
-    return _Case(case, record["split"], np.stack(cropped) if rgb else cropped[0], cropped_label, record, fg)
+    return _Case(case, record["split"], grid.image, grid.label, record, fg)
 
 
 def check_foreground(cases: list[_Case], spec: DatasetSpec, modality: str) -> None:

@@ -241,23 +241,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+DESCRIPTION = """Cross-modality (MR <-> CT) segmentation with domain adaptation: the commands behind the
+Snakemake pipeline, and the everyday ones around it (your own data, predictions, provenance)."""
+EVERYDAY = ("init-dataset", "check-data", "list-cases", "predict", "audit", "explain", "compare", "record", "restore", "dvc-yaml")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from xmodseg import __version__
     from xmodseg.jobs import EvaluateJob, TrainJob, TranslateJob, add_job_arguments
 
-    p = argparse.ArgumentParser(prog="xmodseg", description=__doc__)
+    p = argparse.ArgumentParser(prog="xmodseg", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"xmodseg {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    listed: dict[str, str] = {}
+
+    def add(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:  # noqa: A002 (argparse's own name)
+        """A subcommand, listed in the main help under everyday commands or pipeline steps."""
+        listed[name] = help
+        kwargs.setdefault("description", help[0].upper() + help[1:] + ".")
+        return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     def with_dataset(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--registry", default="config/datasets.yaml", help="data-set registry YAML")
         sp.add_argument("--dataset", required=True, help="registry entry name")
 
-    s = sub.add_parser("synth", help="generate the synthetic MR/CT phantom for one modality")
+    s = add("synth", help="generate the synthetic MR/CT phantom for one modality")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("fetch-source", help="download (resumable, verified) or locate one modality's source files")
+    s = add("fetch-source", help="download (resumable, verified) or locate one modality's source files")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--downloads", required=True, help="folder for downloads and extracted archives")
@@ -265,18 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--path", default="", help="registration-gated data: your archive or folder")
     s.set_defaults(func=cmd_fetch_source)
 
-    s = sub.add_parser("import", help="convert one modality into the registry layout (NIfTI, checked labels)")
+    s = add("import", help="convert one modality into the registry layout (NIfTI, checked labels)")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--marker", required=True, help="the fetch-source JSON")
     s.set_defaults(func=cmd_import)
 
-    s = sub.add_parser("list-cases", help="case ids found in a source folder, as a registry `cases:` line")
+    s = add("list-cases", help="case ids found in a source folder, as a registry `cases:` line",
+            epilog='example: xmodseg list-cases "/data/LA2018/Training Set" --pattern "{case}/lgemri.nrrd"')
     s.add_argument("folder")
     s.add_argument("--pattern", required=True, help='a source file per case, e.g. "{case}/lgemri.nrrd" or "images/{case}.nii.gz"')
     s.set_defaults(func=cmd_list_cases)
 
-    s = sub.add_parser(
+    s = add(
         "init-dataset", help="own data: list the cases and label values of your folders, write a registry entry and a config",
         description="Scan one folder per modality, match label values to classes, propose a test split, and write "
         "<out>/<name>_dataset.yaml (the registry entry) and <out>/<name>.yaml (a demo-scale workflow config). Overwrites nothing.",
@@ -293,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="config", help="folder for the two files (default config)")
     s.set_defaults(func=cmd_init_dataset)
 
-    s = sub.add_parser(
+    s = add(
         "check-data", help="check every case of a config's data set as preprocessing will see it, with QC pictures",
         description="Reads each image and label in full, compares their geometry, maps the label values, resamples and crops "
         "with the config's preprocess block and reports the labelled voxels inside the crop; one QC picture per case. Exit 1 on any problem.",
@@ -304,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="results/check-data", help="QC pictures and check.tsv go to OUT/<dataset>/")
     s.set_defaults(func=cmd_check_data)
 
-    s = sub.add_parser(
+    s = add(
         "predict", help="segment new, unlabelled scans with a trained model (NIfTI on each scan's grid)",
         description="Preprocesses each scan as the model's target cache was, predicts, and writes OUTPUT/<scan>.nii.gz on the scan's "
         "own grid plus predictions.json (model, cache and scan sha256). Overwrites nothing.",
@@ -317,18 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser(
+    s = add(
         "explain", help="where one reported number came from: data, cases, method, scale, inputs, commit",
         epilog="example: xmodseg explain oracle_ct LVC",
     )
     s.add_argument("experiment", metavar="EXP", help="experiment name (results/evaluation/<dataset>/EXP)")
     s.add_argument("cls", metavar="CLASS", nargs="?", default=None, help="a class (default: the mean over classes)")
-    s.add_argument("--metric", default="dice", help="dice (default), assd_mm, sifa_dice, sifa_assd_vox")
+    s.add_argument("--metric", default="dice", choices=["dice", "assd_mm", "sifa_dice", "sifa_assd_vox"], help="which number (default dice)")
     s.add_argument("--dataset", default=None, help="when the experiment exists for several data sets")
     s.add_argument("--repo", default=".", help="project root")
     s.set_defaults(func=cmd_explain)
 
-    s = sub.add_parser("release-cache", help="the SIFA/PnP-AdaNet release (tfrecords + test volumes) as a slice cache")
+    s = add("release-cache", help="the SIFA/PnP-AdaNet release (tfrecords + test volumes) as a slice cache")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--marker", required=True, help="the fetch-source JSON (where the release is)")
@@ -336,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slices-per-case", type=int, default=600)
     s.set_defaults(func=cmd_release_cache)
 
-    s = sub.add_parser("tfrecords", help="SIFA/PnP-AdaNet *.tfrecords -> a training slice cache (no TensorFlow)")
+    s = add("tfrecords", help="SIFA/PnP-AdaNet *.tfrecords -> a training slice cache (no TensorFlow)")
     s.add_argument("--files", nargs="+", required=True, help="tfrecord files or glob patterns")
     s.add_argument("--out", required=True, help="cache folder to write")
     s.add_argument("--dataset", required=True)
@@ -344,14 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slices-per-case", type=int, default=600)
     s.set_defaults(func=cmd_tfrecords)
 
-    s = sub.add_parser("preprocess", help="resample, crop, normalise and cache one modality")
+    s = add("preprocess", help="resample, crop, normalise and cache one modality")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--params", type=_json_arg, default={}, help="the config's `preprocess` block as JSON")
     s.add_argument("--out", required=True, help="cache folder to write")
     s.set_defaults(func=cmd_preprocess)
 
-    s = sub.add_parser("prepare-cache", help="one modality's slice cache, by its source kind: preprocess, or a release's own cache")
+    s = add("prepare-cache", help="one modality's slice cache, by its source kind: preprocess, or a release's own cache")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--params", type=_json_arg, default={}, help="the config's `preprocess` block as JSON (not used for a release)")
@@ -361,31 +376,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare_cache)
 
     # train / translate / evaluate: flags generated from the job dataclasses (xmodseg.jobs)
-    s = sub.add_parser("train", help="train one experiment (method x direction x seed)")
+    s = add("train", help="train one experiment (method x direction x seed)")
     add_job_arguments(s, TrainJob)
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("translate", help="train a translator and write the translated source cache")
+    s = add("translate", help="train a translator and write the translated source cache")
     add_job_arguments(s, TranslateJob)
     s.set_defaults(func=cmd_translate)
 
-    s = sub.add_parser("translation-check", help="evaluation only: does the target oracle find the source anatomy in translated images?")
+    s = add("translation-check", help="evaluation only: does the target oracle find the source anatomy in translated images?")
     s.add_argument("--translated-cache", required=True)
     s.add_argument("--source-cache", required=True)
     s.add_argument("--reference-model", "--oracle", dest="oracle", required=True, help="model.pt of a model trained with all target labels")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_translation_check)
 
-    s = sub.add_parser("evaluate", help="predict the target test volumes and compute Dice/ASSD")
+    s = add("evaluate", help="predict the target test volumes and compute Dice/ASSD")
     add_job_arguments(s, EvaluateJob)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("aggregate", help="combine the seeds of one experiment into one metrics file")
+    s = add("aggregate", help="combine the seeds of one experiment into one metrics file")
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_aggregate)
 
-    s = sub.add_parser("report", help="summary tables, bar plot and overlays from metrics files")
+    s = add("report", help="summary tables, bar plot and overlays from metrics files")
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--overlays", nargs="*", default=None, help="overlay.npz per metrics file, in the same order (none: no overlay figures)")
     s.add_argument("--translation", nargs="*", default=[], help="translators' quality.json files")
@@ -398,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source-kinds", type=_json_arg, default=None, help="{modality: data-set source kind}: is the SIFA-compatible grid the release's?")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("compare", help="paired differences A - B of Dice/ASSD per (test volume, seed), bootstrap 95%% CI")
+    s = add("compare", help="paired differences A - B of Dice/ASSD per (test volume, seed), bootstrap 95 % CI",
+            epilog="example: xmodseg compare co_da_ct20 supervised_subset_ct20")
     s.add_argument("exp_a", metavar="EXP_A", help="experiment name, a metrics.json, or a folder with seed*/metrics.json")
     s.add_argument("exp_b", metavar="EXP_B", help="the experiment to compare with (same target)")
     s.add_argument("--metrics-root", default="results/evaluation", help="where experiment names are looked up (<root>/<dataset>/<exp>/seed*/metrics.json)")
@@ -406,12 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="also write the full result as JSON here")
     s.set_defaults(func=cmd_compare)
 
-    s = sub.add_parser("dvc-yaml", help="write dvc.yaml (one DVC stage per Snakemake target) for a config")
+    s = add("dvc-yaml", help="write dvc.yaml (one DVC stage per Snakemake target) for a config",
+            epilog="example: xmodseg dvc-yaml --configfile config/config.yaml --out dvc.yaml")
     s.add_argument("--configfile", default="config/config.yaml")
     s.add_argument("--out", default="dvc.yaml")
     s.set_defaults(func=cmd_dvc_yaml)
 
-    s = sub.add_parser("record", help="after a finished Snakemake run: dvc commit, HTML report, dvc push, git commit")
+    s = add("record", help="after a finished Snakemake run: dvc commit, HTML report, dvc push, git commit",
+            epilog="example: xmodseg record --configfile config/config.yaml -m 'demo run'")
     s.add_argument("--configfile", default="config/config.yaml", help="the config the run used")
     s.add_argument("--repo", default=".", help="project root")
     s.add_argument("--no-push", action="store_true", help="skip `dvc push`")
@@ -419,18 +437,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-m", "--message", default=None, help="git commit message")
     s.set_defaults(func=cmd_record)
 
-    s = sub.add_parser("restore", help="on a fresh clone: dvc pull, check dvc status, snakemake --touch")
+    s = add("restore", help="on a fresh clone: dvc pull, check dvc status, snakemake --touch",
+            epilog="example: xmodseg restore --configfile config/config.yaml")
     s.add_argument("--configfile", default="config/config.yaml")
     s.add_argument("--repo", default=".")
     s.add_argument("--no-pull", action="store_true", help="the files are already in place")
     s.set_defaults(func=cmd_restore)
 
-    s = sub.add_parser("audit", help="verify the chain behind every reported number; non-zero exit on any mismatch")
+    s = add("audit", help="verify the chain behind every reported number; non-zero exit on any mismatch",
+            epilog="examples: xmodseg audit    (the whole report)\n          xmodseg audit sifa_mr2ct --reinfer")
     s.add_argument("path", nargs="?", default="results/report/summary.md",
                    help="summary.md/summary.csv (whole report), results/metrics/<ds>/<exp>.json, a per-seed metrics.json, or an experiment name")
     s.add_argument("--repo", default=".")
     s.add_argument("--reinfer", action="store_true", help="also predict again with each model and compare with the stored predictions")
     s.set_defaults(func=cmd_audit)
+
+    width = max(map(len, listed)) + 2
+    def lines(names: list[str]) -> str:
+        return "\n".join(f"  {n:{width}}{listed[n]}" for n in names)
+    p.epilog = (
+        "everyday commands:\n" + lines([n for n in EVERYDAY if n in listed])
+        + "\n\npipeline steps (Snakemake runs these; each job's command line is in its log):\n" + lines([n for n in listed if n not in EVERYDAY])
+        + "\n\n`xmodseg COMMAND --help` describes a command, with an example."
+    )
     return p
 
 
@@ -449,7 +478,11 @@ def _lease_gpu(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # no subcommand: the overview, not an argparse error
+        parser.print_help()
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         _lease_gpu(args)

@@ -153,7 +153,7 @@ def acquire(slots: int | None = None, lock_dir: str | os.PathLike[str] | None = 
         slots = int(env) if env.strip() else 0
     if slots <= 0:
         _current = Lease(None, "none")
-        log.info("GPU: no GPU slots declared (run with --resources gpu=N); using the default device")
+        log.debug("GPU: no GPU slots declared (run with --resources gpu=N); no lease")
         return _current
     directory = Path(lock_dir) if lock_dir is not None else default_lock_dir()
     dir_fd = open_private_dir(directory)

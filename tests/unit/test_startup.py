@@ -160,3 +160,23 @@ def test_the_declaration_cache_follows_the_source(tmp_path):
     assert probe()["imported"] == []
     (pkg / "gamma.py").unlink()
     assert probe()["names"] == ["alpha"]  # and a removed one is gone
+
+
+def test_the_command_line_lists_everyday_commands_apart_from_pipeline_steps(capsys):
+    """No subcommand: the overview (exit 2), everyday verbs first; --version; every command has help."""
+    from xmodseg import __version__
+    from xmodseg.cli import EVERYDAY, build_parser, main
+
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    everyday, steps = ({line.split()[0] for line in part.splitlines() if line.startswith("  ")} for part in out.split("everyday commands:")[1].split("pipeline steps"))
+    assert {"init-dataset", "check-data", "predict", "audit", "explain", "record", "restore", "list-cases"} <= everyday
+    assert {"train", "evaluate", "preprocess"} <= steps and not everyday & steps
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"xmodseg {__version__}"
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        assert parser.description, name
+        if name in EVERYDAY:
+            assert parser.epilog and "xmodseg " + name in parser.epilog, name  # an example

@@ -42,11 +42,17 @@ class Precision:
 
 
 def choose_device(requested: str = "auto") -> torch.device:
+    """The device to run on; says which in the log in plain words (a CPU run names no GPU)."""
     if requested == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(requested)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{requested}' requested but no CUDA device is visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        dev = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device '{requested}' requested but no CUDA device is visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    if dev.type == "cuda":
+        log.info("device: %s (%s)", dev, torch.cuda.get_device_name(dev))
+    else:
+        log.info("device: %s%s", dev, " (no GPU visible)" if not torch.cuda.is_available() else "")
     return dev
 
 

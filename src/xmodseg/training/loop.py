@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,8 +102,9 @@ def fit(
     step = start
     saved = start if resume.state is not None else -1
     stopped_early = False
+    plain = not sys.stderr.isatty()  # a log file gets one plain line per log interval, not a redrawn bar
     with contextlib.ExitStack() as stack, tqdm(
-        total=cfg.iterations, initial=start, mininterval=5.0, desc=method.name, unit="it", dynamic_ncols=False
+        total=cfg.iterations, initial=start, mininterval=5.0, desc=method.name, unit="it", dynamic_ncols=False, disable=plain
     ) as bar:
         outputs = [stack.enter_context(open(f, "a", encoding="utf-8")) for f in log_files]
         window_t, window_n = time.perf_counter(), 0
@@ -125,6 +127,8 @@ def fit(
                     fh.write(line)
                     fh.flush()
                 bar.set_postfix({"s/it": f"{s_it:.3f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
+                if plain:
+                    log.info("%s iteration %d/%d: %.3f s/it, %s", method.name, step, cfg.iterations, s_it, ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             if step in cfg.snapshot_iterations:
                 save_snapshot(checkpoint_dir, step, config_hash, method.inference_network())
             if step % cfg.checkpoint_every == 0 or step == end:

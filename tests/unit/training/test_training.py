@@ -71,6 +71,21 @@ def test_interrupted_and_resumed_equals_uninterrupted(caches, tmp_path):
     assert {"event": "resumed", "iteration": 3} in lines
 
 
+def test_a_log_file_gets_one_plain_line_per_interval_and_the_device_in_words(caches, tmp_path, caplog):
+    """stderr is not a terminal here (pytest captures it): no progress bar, a plain line per
+    `log_every` iterations, and "device: cpu (no GPU visible)" instead of GPU messages."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    _train(caches, tmp_path, "plain", params={**PARAMS, "log_every": 2})
+    lines = [r.getMessage() for r in caplog.records]
+    steps = [m for m in lines if m.startswith("source_only iteration ")]
+    assert [m.split(":")[0] for m in steps] == [f"source_only iteration {i}/6" for i in (2, 4, 6)]
+    assert all(" s/it, seg " in m for m in steps)
+    if not torch.cuda.is_available():
+        assert "device: cpu (no GPU visible)" in lines and not any("GPU:" in m for m in lines)
+
+
 def test_changed_config_does_not_resume(caches, tmp_path):
     _train(caches, tmp_path, "r", stop_at=2)
     out = _train(caches, tmp_path, "r", params={**PARAMS, "lr": 5e-4})

@@ -28,6 +28,31 @@ def slurm_run(slurm_controller, tmp_path_factory) -> tuple[Path, str]:
     return wd, proc.stdout + proc.stderr
 
 
+@pytest.fixture(scope="module")
+def slurm_quota_run(slurm_controller, tmp_path_factory) -> Path:
+    """The docs' recipe for a GPU quota: `--resources gpu=1` caps GPU jobs across the cluster."""
+    if slurm_controller is not None:
+        pytest.skip(f"SLURM unavailable: {slurm_controller}")
+    wd = make_tiny_project(tmp_path_factory.mktemp("slurm_quota") / "project", GPU_CONFIG, "gpu.yaml")
+    cmd = [str(BIN / "snakemake"), "--profile", "profiles/slurm", "--resources", "gpu=1", "--configfile", "config/gpu.yaml"]
+    proc = subprocess.run(cmd, cwd=wd, env=env(), capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return wd
+
+
+def test_a_gpu_quota_caps_the_gpu_jobs_running_at_once(slurm_quota_run):
+    iv = gpu_intervals(slurm_quota_run)
+    assert len(iv) == 4 and all(how == "scheduler" for *_, how in iv.values()), iv
+    assert max_overlap(iv.values()) == 1  # the node has two GPUs; the quota allows one
+
+
+def test_training_knows_its_slurm_time_limit(slurm_run):
+    """The profile's runtime (240 min for train) reaches the job: it would stop with a checkpoint at 228 min."""
+    wd, _ = slurm_run
+    logs = sorted((wd / "logs" / "train").rglob("*.log"))
+    assert logs and all("SLURM job time limit 240 min: training stops with a checkpoint after 228.0 min" in p.read_text() for p in logs)
+
+
 def test_jobs_ran_as_slurm_jobs(slurm_run):
     wd, output = slurm_run
     logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))

@@ -34,6 +34,27 @@ LOOP_KEYS = ("iterations", "checkpoint_every", "log_every", "max_minutes")
 RUNTIME_KEYS = tuple(sorted(TrainParams.runtime_keys()))
 
 
+TIME_LIMIT_ENV = "XMODSEG_TIME_LIMIT_MINUTES"  # the job's `runtime` resource, exported by the train/translate rules
+
+
+def scheduler_limit(max_minutes: float | None) -> float | None:
+    """`max_minutes`, tightened under SLURM to the job's time limit less a margin (5 %, at least
+    3 min): the loop then stops with its checkpoint saved before SLURM kills the job, and the
+    profile's retry resumes it. Outside SLURM the declared runtime limits nothing."""
+    limit = os.environ.get(TIME_LIMIT_ENV, "").strip()
+    if not os.environ.get("SLURM_JOB_ID") or not limit:
+        return max_minutes
+    try:
+        minutes = float(limit)
+    except ValueError:
+        return max_minutes
+    stop = minutes - max(3.0, 0.05 * minutes)
+    if stop <= 0:
+        return max_minutes
+    log.info("SLURM job time limit %.0f min: training stops with a checkpoint after %.1f min", minutes, stop)
+    return stop if max_minutes is None else min(max_minutes, stop)
+
+
 @dataclass
 class Trained:
     method: Trainable
@@ -74,7 +95,7 @@ def fit_method(
     precision = choose_precision(device, typed.amp)
     loop_cfg = LoopConfig(seed=int(seed), **{k: getattr(typed, k) for k in LOOP_KEYS if k in params})
     snapshots = snapshot_iterations(loop_cfg.iterations, loop_cfg.checkpoint_every, typed.snapshots)
-    loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots)
+    loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots, max_minutes=scheduler_limit(loop_cfg.max_minutes))
     hashed = {k: v for k, v in params.items() if k not in RUNTIME_KEYS}
     if typed.amp == "bf16_native":  # the arithmetic depends on the machine: a checkpoint resumes only in the same precision
         hashed["amp_used"] = str(precision.dtype) if precision.dtype else "fp32"

@@ -224,3 +224,19 @@ def test_hostile_pickles_are_refused_not_executed(tmp_path, monkeypatch, kind):
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(tmp_path, "x") if kind == "checkpoint" else load_model(str(path))
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_slurm_job_stops_with_a_checkpoint_before_its_time_limit(monkeypatch):
+    """The rules export the job's `runtime` (minutes); under SLURM training stops 5 % (>= 3 min)
+    before it, or at max_minutes if that is sooner; outside SLURM the runtime limits nothing."""
+    from xmodseg.training.fit import TIME_LIMIT_ENV, scheduler_limit
+
+    monkeypatch.setenv(TIME_LIMIT_ENV, "240")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert scheduler_limit(None) is None and scheduler_limit(30.0) == 30.0
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    assert scheduler_limit(None) == 228.0 and scheduler_limit(30.0) == 30.0 and scheduler_limit(500.0) == 228.0
+    monkeypatch.setenv(TIME_LIMIT_ENV, "30")
+    assert scheduler_limit(None) == 27.0
+    monkeypatch.setenv(TIME_LIMIT_ENV, "2")
+    assert scheduler_limit(None) is None  # too short to leave a margin: SLURM's own limit applies

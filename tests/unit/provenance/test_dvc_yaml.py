@@ -24,8 +24,12 @@ def in_repo(monkeypatch):
     monkeypatch.chdir(REPO)  # configs name the registry relative to the project root
 
 
-def test_committed_dvc_yaml_is_the_rendering_of_the_default_config(in_repo):
+def test_committed_dvc_yaml_is_the_rendering_of_the_default_config(in_repo, tmp_path, capsys):
     assert (REPO / "dvc.yaml").read_text() == render_dvc_yaml("config/config.yaml"), "run `xmodseg dvc-yaml`"
+    from xmodseg.cli import main
+
+    assert main(["dvc-yaml", "--configfile", "config/config.yaml", "--out", str(tmp_path / "dvc.yaml")]) == 0
+    assert (tmp_path / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text() and "written for config/config.yaml" in capsys.readouterr().out
 
 
 def test_stages_list_exactly_what_each_target_reads(in_repo):

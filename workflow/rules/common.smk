@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from xmodseg.config import WorkflowConfig
 from xmodseg.config import resolve as R
+from xmodseg.config.presets import expand_presets
 from xmodseg.layout import PATTERNS as P
 from xmodseg.layout import benchmark_path, log_path
 from xmodseg.methods import METHODS
@@ -17,6 +18,10 @@ from xmodseg.registry import SourceKind
 from xmodseg.translation.registry import TRANSLATORS
 
 
+# `train: {preset: NAME, ...overrides}` expanded first, so the schema and every job see plain blocks
+_expanded = expand_presets(config)
+config.clear()
+config.update(_expanded)
 validate(config, schema="../schemas/config.schema.yaml")
 
 # The registries' declarations (cached: planning imports no method module, hence no torch).

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from xmodseg.config.presets import expand_presets
 from xmodseg.errors import ConfigError
 from xmodseg.registry import DatasetSpec, check_has_test_cases, load_dataset, parse_cases
 
@@ -135,6 +136,7 @@ class WorkflowConfig:
         """The typed config of a schema-validated dict; every check that needs the registry or a
         method's declarations runs here (ConfigError naming the key). `spec`: the data set, if the
         caller already loaded it (default: from `raw["registry"]`)."""
+        raw = expand_presets(raw)  # `train: {preset: NAME, ...}` -> the block itself (idempotent)
         spec = spec if spec is not None else load_dataset(raw["registry"], raw["dataset"])
         trs = {name: _translator(name, dict(block), spec, translators) for name, block in (raw.get("translators") or {}).items()}
         exps_raw: Mapping[str, Any] = raw["experiments"]

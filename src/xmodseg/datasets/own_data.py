@@ -211,41 +211,34 @@ _REGISTRY_HEAD = """# Written by `xmodseg init-dataset` from your folders. Check
 """
 
 
-class _Dumper(yaml.SafeDumper):
-    """Names the one shared block (the training preset) `seg`, as the shipped configs do."""
-
-    def generate_anchor(self, node: yaml.Node) -> str:
-        return "seg"
-
-
 def _config_text(name: str, registry: Path, scans: Sequence[ModalityScan]) -> str:
     mods = [s.name for s in scans]
     z = max(float(np.median([s.spacing[2] for s in scans])), 0.5)
-    seg = dict(DEMO_TRAIN)  # one object: written once under presets, referenced as *seg by every experiment
     experiments: dict[str, Any] = {}
     for s in mods:
         for t in mods:
             if s != t:
-                experiments[f"source_only_{s}2{t}"] = {"method": "source_only", "scale": DEMO_SCALE, "source": s, "target": t, "seeds": [0], "train": seg}
+                experiments[f"source_only_{s}2{t}"] = {"method": "source_only", "scale": DEMO_SCALE, "source": s, "target": t, "seeds": [0], "train": {"preset": "segmentation"}}
     for t in mods:
-        experiments[f"oracle_{t}"] = {"method": "oracle", "scale": DEMO_SCALE, "source": t, "target": t, "seeds": [0], "train": seg}
+        experiments[f"oracle_{t}"] = {"method": "oracle", "scale": DEMO_SCALE, "source": t, "target": t, "seeds": [0], "train": {"preset": "segmentation"}}
     cfg = {
         "registry": registry.as_posix(),
         "dataset": name,
         "data_path": {s.name: str(s.folder) for s in scans},
         "preprocess": {"spacing": [1.0, 1.0, round(z, 2)], "slice_axis": "axial", "in_plane": "whole_slice", "crop_size": [96, 96], "interpolator": "linear",
                        "ct_window": [-1000, 1000], "mr_percentiles": [0.5, 99.5]},
-        "presets": {"segmentation": seg},
+        "presets": {"segmentation": DEMO_TRAIN},
         "translators": {},
         "experiments": experiments,
         "report": {"title": f"xmodseg: {name}"},
     }
     head = (
         f"# Written by `xmodseg init-dataset` for '{name}': demo scale (U-Net 16-256, 96 x 96 whole slices, 600 iterations).\n"
-        "# Add methods from config/config.yaml's experiments (translators, SIFA, GLUA, ...) in the same form; for real\n"
-        "# runs use larger crop_size and the *_paper presets. Run: snakemake --cores 2 --configfile <this file>\n"
+        "# Add methods from config/config.yaml's experiments (translators, SIFA, GLUA, ...) in the same form, with\n"
+        "# `train: {preset: NAME, key: override}` (copy the preset you need under presets:); for real runs use a larger\n"
+        "# crop_size and the *_paper presets. Run: snakemake --cores 2 --configfile <this file>\n"
     )
-    return head + yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120)
+    return head + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=120)
 
 
 def _write_new(path: Path, text: str) -> None:

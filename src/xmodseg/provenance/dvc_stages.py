@@ -23,6 +23,7 @@ import yaml
 from xmodseg.atomic import write_text
 from xmodseg.config import WorkflowConfig
 from xmodseg.config import resolve as R
+from xmodseg.config.presets import referenced
 from xmodseg.errors import ConfigError
 from xmodseg.methods import METHODS
 from xmodseg.registry import read_yaml
@@ -129,7 +130,7 @@ def render_stages(raw: Mapping[str, Any], configfile: str) -> dict[str, Any]:
         stages[name] = {
             "cmd": _snakemake([L.translator_quality(tname, s) for s in tr.seeds], configfile),
             "deps": _deps(reads, outs[name]),
-            "params": [{configfile: [f"translators.{tname}"]}],
+            "params": [{configfile: [f"translators.{tname}", *(f"presets.{n}" for n in referenced(raw, raw["translators"][tname].get("train")))]}],
             "outs": outs[name],
         }
     for exp_name, exp in cfg.experiments.items():
@@ -139,7 +140,8 @@ def render_stages(raw: Mapping[str, Any], configfile: str) -> dict[str, Any]:
         stages[name] = {
             "cmd": _snakemake([L.experiment_metrics(exp_name)], configfile),
             "deps": _deps(reads, outs[name]),
-            "params": [{configfile: [f"experiments.{exp_name}", "preprocess", "evaluation"] if "evaluation" in raw else [f"experiments.{exp_name}", "preprocess"]}],
+            "params": [{configfile: [f"experiments.{exp_name}", *(f"presets.{n}" for n in referenced(raw, raw["experiments"][exp_name].get("train"))), "preprocess",
+                                     *(["evaluation"] if "evaluation" in raw else [])]}],
             "outs": outs[name],
             "metrics": [{L.experiment_metrics(exp_name): {"cache": False}}],
         }

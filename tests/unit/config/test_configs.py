@@ -294,3 +294,36 @@ def test_a_bad_input_stops_snakemake_while_planning(copy):
     proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", "config/_bad.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "experiments.sifa_mr2ct.inputs.warm_start: 'cyclegan_ct2mr' goes ct->mr, the experiment mr->ct" in proc.stdout + proc.stderr
+
+
+def test_presets_are_referenced_by_name_with_overrides():
+    """`train: {preset: NAME, ...}` is the preset's block with the overrides (nested blocks merged
+    key by key), the same experiment as the block written out; a wrong name or a circle is named."""
+    from xmodseg.config.presets import expand_presets, referenced
+
+    base = {"iterations": 4, "batch_size": 2, "network": {"channels": [4, 8, 16], "strides": [2, 2]}}
+    presets = {"seg": base, "seg_long": {"preset": "seg", "iterations": 8}}
+    raw = {"presets": presets, "experiments": {"a": {"train": {"preset": "seg_long", "network": {"channels": [8, 16, 32]}}}, "b": {"train": dict(base)}}}
+    out = expand_presets(raw)
+    assert out["experiments"]["a"]["train"] == {"iterations": 8, "batch_size": 2, "network": {"channels": [8, 16, 32], "strides": [2, 2]}}
+    assert out["presets"]["seg_long"]["iterations"] == 8 and raw["presets"]["seg_long"] == {"preset": "seg", "iterations": 8}  # the input is not changed
+    assert expand_presets(out) == out and referenced(raw, raw["experiments"]["a"]["train"]) == ["seg_long", "seg"]
+    with pytest.raises(ConfigError, match=r"experiments\.a\.train\.preset: 'segg' is not one of the presets \['seg', 'seg_long'\]"):
+        expand_presets({**raw, "experiments": {"a": {"train": {"preset": "segg"}}}})
+    with pytest.raises(ConfigError, match=r"presets refer to each other in a circle \(p -> q -> p\)"):
+        expand_presets({"presets": {"p": {"preset": "q"}, "q": {"preset": "p"}}, "experiments": {}})
+
+
+def test_a_preset_by_name_plans_the_same_job_as_the_block_written_out(copy):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["experiments"] = {"oracle_mr2ct": cfg["experiments"]["oracle_mr2ct"]}
+    cfg["translators"] = {}
+    cfg.pop("report", None)
+    lines = []
+    for train in (cfg["experiments"]["oracle_mr2ct"]["train"], {"preset": "segmentation"}):
+        cfg["experiments"]["oracle_mr2ct"]["train"] = train
+        (copy / "config" / "_preset.yaml").write_text(yaml.safe_dump(cfg))
+        proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_preset.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines.append([line for line in proc.stdout.splitlines() if "xmodseg train --method oracle" in line])
+    assert lines[0] and lines[0] == lines[1]

@@ -59,7 +59,8 @@ def test_init_dataset_writes_loadable_files_and_refuses_what_it_cannot_use(tmp_p
     spec = load_dataset(result.registry, "mine")
     assert spec.modality("mr").test_cases == ("p3",) and spec.labels_of("mr").class_names == ("background", "a", "b")
     cfg = yaml.safe_load(result.config.read_text())
-    assert cfg["experiments"]["oracle_mr"]["train"]["iterations"] == 600 and cfg["preprocess"]["spacing"] == [1.0, 1.0, 2.0]
+    assert cfg["experiments"]["oracle_mr"]["train"] == {"preset": "segmentation"} and cfg["presets"]["segmentation"]["iterations"] == 600
+    assert cfg["preprocess"]["spacing"] == [1.0, 1.0, 2.0] and "&" not in result.config.read_text()  # presets by name, no anchors
     with pytest.raises(ConfigError, match=r"mine_dataset.yaml exists"):
         init_dataset("mine", {"mr": tmp_path / "MR"}, "images/{case}.nii.gz", out_dir=tmp_path / "cfg")
 

@@ -277,6 +277,11 @@ def test_missing_or_half_data_paths_stop_planning_with_the_block_to_write(copy, 
         proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", "config/_half.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
         assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
         assert "Job stats" not in proc.stdout
+    (tmp_path / "ct").mkdir()  # layered: the shipped protocol as it is, the paths in a second file
+    (copy / "config" / "_paths.yaml").write_text(yaml.safe_dump({"data_path": {"mr": str(tmp_path / "mr"), "ct": str(tmp_path / "ct")}}))
+    (copy / "config" / "_mmwhs.yaml").write_text((REPO / "config" / "mmwhs_sifa.yaml").read_text())
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", "config/_mmwhs.yaml", "config/_paths.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Job stats" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
     manifest = copy / "data/raw/mmwhs/ct/import_manifest.json"  # ct imported already: only mr's path is needed
     manifest.parent.mkdir(parents=True)
     manifest.write_text("{}")

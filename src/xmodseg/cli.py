@@ -237,8 +237,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from xmodseg.provenance.audit import audit, format_result
 
     result = audit(args.path, repo=args.repo, reinfer=args.reinfer)
-    print(format_result(result))
-    return 0 if result.ok else 1
+    print(format_result(result, brief=args.brief))
+    return {"PASS": 0, "FAIL": 1, "UNRECORDED": 3}[result.verdict]
 
 
 DESCRIPTION = """Cross-modality (MR <-> CT) segmentation with domain adaptation: the commands behind the
@@ -444,12 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pull", action="store_true", help="the files are already in place")
     s.set_defaults(func=cmd_restore)
 
-    s = add("audit", help="verify the chain behind every reported number; non-zero exit on any mismatch",
+    s = add("audit", help="verify the chain behind every reported number: PASS (exit 0), FAIL (1) or UNRECORDED (3, not recorded yet)",
             epilog="examples: xmodseg audit    (the whole report)\n          xmodseg audit sifa_mr2ct --reinfer")
     s.add_argument("path", nargs="?", default="results/report/summary.md",
                    help="summary.md/summary.csv (whole report), results/metrics/<ds>/<exp>.json, a per-seed metrics.json, or an experiment name")
     s.add_argument("--repo", default=".")
     s.add_argument("--reinfer", action="store_true", help="also predict again with each model and compare with the stored predictions")
+    s.add_argument("--brief", action="store_true", help="only the verdict and the links that are not ok")
     s.set_defaults(func=cmd_audit)
 
     width = max(map(len, listed)) + 2

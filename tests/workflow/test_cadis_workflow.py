@@ -124,3 +124,8 @@ def test_the_audit_recomputes_the_rgb_numbers_and_miou(workdir):
     value_rows = [line for line in out.splitlines() if "| value |" in line]
     assert value_rows and all("| ok |" in line for line in value_rows), out[-3000:]
     assert "| results/evaluation/tiny_cadis/co_da_cadis/seed0/metrics.json | value | ok |" in out, out[-3000:]
+    # no DVC record and no git here: the values hold, nothing is broken, nothing is recorded either
+    assert proc.returncode == 3 and out.startswith("UNRECORDED: all ") and "run `xmodseg record`" in out.splitlines()[0]
+    assert out.splitlines()[-1] == "108 numbers, 0 ok, 0 broken, 108 unrecorded: UNRECORDED" and "| UNRECORDED: dvc.lock, git |" in out
+    brief = subprocess.run([str(BIN / "xmodseg"), "audit", "results/report/summary.md", "--brief"], cwd=workdir, capture_output=True, text=True, timeout=300).stdout
+    assert "## Reported numbers" not in brief and "| value | ok |" not in brief and "| dvc.lock | UNRECORDED |" in brief

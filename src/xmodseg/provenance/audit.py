@@ -49,6 +49,11 @@ class Link:
     name: str
     ok: bool
     detail: str
+    unrecorded: bool = False  # not ok only because nothing was recorded yet (no dvc.lock entry, no git commit)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "UNRECORDED" if self.unrecorded else "BROKEN"
 
 
 @dataclass
@@ -61,10 +66,13 @@ class Row:
     reported: str
     recomputed: str
     broken: list[str] = field(default_factory=list)
+    unrecorded: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return "ok" if not self.broken else "BROKEN: " + ", ".join(dict.fromkeys(self.broken))
+        if self.broken:
+            return "BROKEN: " + ", ".join(dict.fromkeys(self.broken))
+        return "UNRECORDED: " + ", ".join(dict.fromkeys(self.unrecorded)) if self.unrecorded else "ok"
 
 
 @dataclass
@@ -74,7 +82,16 @@ class AuditResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.rows) and all(not r.broken for r in self.rows) and all(lk.ok for ls in self.links.values() for lk in ls)
+        return self.verdict == "PASS"
+
+    @property
+    def verdict(self) -> str:
+        """PASS (every link ok), UNRECORDED (values verified, but the run is not recorded into DVC
+        or git yet: nothing contradicts it, nothing proves it either) or FAIL (a link is broken)."""
+        links = [lk for ls in self.links.values() for lk in ls]
+        if not self.rows or any(r.broken for r in self.rows) or any(lk.status == "BROKEN" for lk in links):
+            return "FAIL"
+        return "UNRECORDED" if any(r.unrecorded for r in self.rows) or any(not lk.ok for lk in links) else "PASS"
 
 
 class _Hashes:
@@ -111,8 +128,15 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise InputDataError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _link(name: str, problems: Sequence[str], ok_detail: str) -> Link:
-    return Link(name, not problems, "; ".join(problems) if problems else ok_detail)
+def _link(name: str, problems: Sequence[str], ok_detail: str, unrecorded: bool = False) -> Link:
+    return Link(name, not problems, "; ".join(problems) if problems else ok_detail, bool(problems) and unrecorded)
+
+
+def _lock_link(lock: DvcLock, paths: Sequence[str], ok_detail: str) -> Link:
+    """dvc.lock against `paths`: UNRECORDED when it holds none of them, BROKEN on any mismatch."""
+    checks = [(p, *lock.check(p)) for p in paths]
+    problems = [m for _, ok, m in checks if not ok]
+    return _link("dvc.lock", problems, ok_detail, unrecorded=all(lock.unrecorded(p) for p, ok, _ in checks if not ok))
 
 
 # ---- data, model, predictions, git --------------------------------------------------------------
@@ -217,17 +241,19 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _git_link(records: Sequence[Mapping[str, Any] | None], repo: Path) -> Link:
-    problems, notes = [], []
+    problems, notes, missing = [], [], []
     for git in {json.dumps(r, sort_keys=True): r for r in records if r}.values():
         commit = git.get("commit")
         if not commit:
-            problems.append("no git commit recorded (run outside a git checkout)")
+            missing.append("no git commit recorded (run outside a git checkout)")
             continue
         if _git(repo, "merge-base", "--is-ancestor", commit, "HEAD").returncode != 0:
             problems.append(f"recorded commit {commit[:12]} is not an ancestor of HEAD")
             continue
         notes.append(commit[:12] + (f" ({_dirty_note(git)})" if git.get("dirty") else ""))
-    return _link("git", problems, ", ".join(notes) or "no record")
+    if problems:
+        return _link("git", problems + missing, "")
+    return _link("git", missing, ", ".join(notes) or "no record", unrecorded=True)
 
 
 def _dirty_note(git: Mapping[str, Any]) -> str:
@@ -492,6 +518,7 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
     docs: list[dict[str, Any]] = []
     bad_values: dict[tuple[str, str, str], list[str]] = {}
     broken_by_exp: dict[str, list[str]] = {}
+    unrecorded_by_exp: dict[str, list[str]] = {}
 
     for f in target.seed_files:
         metrics = _load_json(root / f)
@@ -501,8 +528,7 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
         sidecar = _load_json(sidecar_path) if sidecar_path.is_file() else None
         model_link = _model_link(metrics, sidecar, hashes)
         seed_links = [_data_link(metrics, sidecar, hashes), model_link, _inputs_link(sidecar, hashes), _predictions_link(metrics, hashes)]
-        lock_checks = [lock.check(model), lock.check(sidecar_of(model)), lock.check(f)]
-        seed_links.append(_link("dvc.lock", [m for ok, m in lock_checks if not ok], f"model, sidecar and {Path(f).name} match"))
+        seed_links.append(_lock_link(lock, [model, sidecar_of(model), f], f"model, sidecar and {Path(f).name} match"))
         seed_links.append(_git_link([metrics["provenance"].get("git"), ((sidecar or {}).get("provenance") or {}).get("git")], root))
         if reinfer:
             seed_links.append(_reinfer_link(metrics, root, model_link))
@@ -512,7 +538,8 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
         for metric, cls, _msg in mismatches:
             bad_values.setdefault((exp, metric, cls), []).append("value")
         links[f] = seed_links
-        broken_by_exp.setdefault(exp, []).extend(lk.name for lk in seed_links if not lk.ok and lk.name != "value")
+        broken_by_exp.setdefault(exp, []).extend(lk.name for lk in seed_links if lk.status == "BROKEN" and lk.name != "value")
+        unrecorded_by_exp.setdefault(exp, []).extend(lk.name for lk in seed_links if lk.status == "UNRECORDED")
         if doc is not None:
             docs.append(doc)
     if not docs:
@@ -523,8 +550,7 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
     for f in target.experiment_files:
         agg = _load_json(root / f)
         exp = agg["experiment"]
-        ok, msg = lock.check(f)
-        exp_links = [_link("dvc.lock", [] if ok else [msg], msg)]
+        exp_links = [_lock_link(lock, [f], f"{f} matches")]
         problems = []
         for _, r in summary[summary["experiment"] == exp].iterrows():
             stated = agg.get(r["metric"], {}).get(r["class"], {})
@@ -534,7 +560,8 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
                     bad_values.setdefault((exp, r["metric"], r["class"]), []).append("value")
         exp_links.append(_link("value", problems, "mean and std over seeds recomputed exactly"))
         links[f] = exp_links
-        broken_by_exp.setdefault(exp, []).extend(lk.name for lk in exp_links if not lk.ok and lk.name != "value")
+        broken_by_exp.setdefault(exp, []).extend(lk.name for lk in exp_links if lk.status == "BROKEN" and lk.name != "value")
+        unrecorded_by_exp.setdefault(exp, []).extend(lk.name for lk in exp_links if lk.status == "UNRECORDED")
 
     reported: dict[tuple[str, str, str], str] = {}
     if target.report_dir is not None:
@@ -566,13 +593,10 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
                 bad_values.setdefault(key, []).append("value")
             reported[key] = row["mean"] if row is not None else "missing"
         report_problems += _pooled_problems(docs, md_path.read_text() if md_path.is_file() else "", rel(md_path))
-        lock_problems = [m for ok, m in (lock.check(rel(csv_path)), lock.check(rel(md_path))) if not ok]
-        links[rel(csv_path)] = [
-            _link("dvc.lock", lock_problems, "summary.csv and summary.md match"),
-            _link("value", report_problems, "every table cell recomputed exactly"),
-        ]
+        report_lock = _lock_link(lock, [rel(csv_path), rel(md_path)], "summary.csv and summary.md match")
+        links[rel(csv_path)] = [report_lock, _link("value", report_problems, "every table cell recomputed exactly")]
         for exp in summary["experiment"].unique():
-            broken_by_exp.setdefault(exp, []).extend(["dvc.lock"] if lock_problems else [])
+            (broken_by_exp if report_lock.status == "BROKEN" else unrecorded_by_exp).setdefault(exp, []).extend([] if report_lock.ok else ["dvc.lock"])
 
     if not reported:
         exp_docs = {_load_json(root / f)["experiment"]: _load_json(root / f) for f in target.experiment_files}
@@ -588,19 +612,42 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
     for _, r in summary.iterrows():
         key = (r["experiment"], r["metric"], r["class"])
         broken = broken_by_exp.get(r["experiment"], []) + bad_values.get(key, [])
-        rows.append(Row(r["experiment"], r["metric"], r["class"], reported.get(key, "missing"), _fmt6(r["mean"]), broken))
+        rows.append(Row(r["experiment"], r["metric"], r["class"], reported.get(key, "missing"), _fmt6(r["mean"]), broken, unrecorded_by_exp.get(r["experiment"], [])))
     return AuditResult(rows, links)
 
 
-def format_result(result: AuditResult) -> str:
-    """Chain table per audited file, then one row per reported number."""
-    lines = ["## Chain", "", "| file | link | status | detail |", "|---|---|---|---|"]
-    for f, ls in result.links.items():
-        for lk in ls:
-            lines.append(f"| {f} | {lk.name} | {'ok' if lk.ok else 'BROKEN'} | {lk.detail} |")
-    lines += ["", "## Reported numbers", "", "| experiment | metric | class | reported | recomputed | status |", "|---|---|---|---|---|---|"]
-    for r in result.rows:
-        lines.append(f"| {r.experiment} | {r.metric} | {r.cls} | {r.reported} | {r.recomputed} | {r.status} |")
+def verdict_line(result: AuditResult) -> str:
+    """The verdict first, with what to run next."""
+    n, bad = len(result.rows), sum(1 for r in result.rows if r.broken)
+    links = [lk for ls in result.links.values() for lk in ls]
+    if result.verdict == "PASS":
+        return f"PASS: all {n} reported numbers recomputed exactly; every link of their chains (data, model, predictions, dvc.lock, git) holds."
+    if result.verdict == "UNRECORDED":
+        what = sorted({lk.name for lk in links if lk.status == "UNRECORDED"})
+        return (f"UNRECORDED: all {n} numbers recomputed exactly from the stored files, but the run is not recorded ({', '.join(what)}): "
+                "run `xmodseg record` after committing your code to make them provable.")
+    names = sorted({lk.name for lk in links if lk.status == "BROKEN"})
+    hint = ""
+    if any("missing" in lk.detail or "not found" in lk.detail or "dvc pull" in lk.detail for lk in links if lk.status == "BROKEN"):
+        hint = (" Files are missing: on a fresh clone run `xmodseg restore` (dvc pull); if the DVC remote lives elsewhere, "
+                "point to it first: `dvc remote modify --local local url /path/to/xmodseg-dvc-remote`.")
+    return f"FAIL: {bad} of {n} numbers have a broken link ({', '.join(names) or 'value'}); the chain table below names each.{hint}"
+
+
+def format_result(result: AuditResult, brief: bool = False) -> str:
+    """The verdict first; then (unless `brief`: only the links that are not ok) the chain table per
+    audited file and one row per reported number."""
+    lines = [verdict_line(result), ""]
+    shown = [(f, lk) for f, ls in result.links.items() for lk in ls if not (brief and lk.ok)]
+    if shown:
+        lines += ["## Chain", "", "| file | link | status | detail |", "|---|---|---|---|"]
+        lines += [f"| {f} | {lk.name} | {lk.status} | {lk.detail} |" for f, lk in shown]
+    if not brief:
+        lines += ["", "## Reported numbers", "", "| experiment | metric | class | reported | recomputed | status |", "|---|---|---|---|---|---|"]
+        for r in result.rows:
+            lines.append(f"| {r.experiment} | {r.metric} | {r.cls} | {r.reported} | {r.recomputed} | {r.status} |")
     n_bad = sum(1 for r in result.rows if r.broken)
-    lines += ["", f"{len(result.rows)} numbers, {len(result.rows) - n_bad} ok, {n_bad} broken: {'PASS' if result.ok else 'FAIL'}"]
+    n_unrec = sum(1 for r in result.rows if r.unrecorded and not r.broken)
+    lines += ["", f"{len(result.rows)} numbers, {len(result.rows) - n_bad - n_unrec} ok, {n_bad} broken"
+              + (f", {n_unrec} unrecorded" if n_unrec else "") + f": {result.verdict}"]
     return "\n".join(lines)

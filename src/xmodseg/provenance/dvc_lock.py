@@ -87,6 +87,12 @@ class DvcLock:
                     return Recorded(None, stage, f"{rel} is not in the recorded listing of {out_path}")
         return Recorded(None, None, f"no dvc.lock stage outputs {target}")
 
+    def unrecorded(self, path: str | os.PathLike[str]) -> bool:
+        """True when dvc.lock holds nothing for `path` (no dvc.lock, or no stage outputs it): the run
+        was not recorded, which is not a mismatch."""
+        rec = self.recorded(path)
+        return rec.md5 is None and rec.stage is None
+
     def check(self, path: str | os.PathLike[str]) -> tuple[bool, str]:
         """(matches, message) for a workspace file against dvc.lock."""
         rec = self.recorded(path)

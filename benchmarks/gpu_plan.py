@@ -135,7 +135,7 @@ def main() -> None:
             rows.append(row)
             extra = f" {seen[key]['measured']:.3f} |" if gpu else ""
             print(f"| {Path(cfg_path).name} | {job} | {name} | {size[0]}x{size[1]}x{channels} | {flops / 1e9:.0f} | {its} x {seeds} | " + " | ".join(cells) + f" |{extra}", flush=True)
-        cells = [c for r in args.tflops for c in ("", f"**{total[r]:.0f}**")]
+        cells = [c for r in args.tflops for c in ("", f"**{total[r]:.1f}**")]
         print(f"| {Path(cfg_path).name} | **all jobs** | | | | | " + " | ".join(cells) + " |" + (" |" if gpu else ""), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -121,7 +121,7 @@ def test_workflow_with_spaces_in_the_registry_path_and_data_root(tmp_path):
     assert len(list((wd / "data/raw/tiny synth/mr_train").glob("*.nii.gz"))) == 6
     out = _snakemake(wd, "-n", "--printshellcmds").stdout
     commands = [line.split("Shell command: ", 1)[1] for line in out.splitlines() if line.startswith("Shell command: ") and "xmodseg" in line]
-    rules = {shlex.split(c)[1 if c.startswith("xmodseg") else 2] for c in commands}
+    rules = {(w := shlex.split(c))[w.index("xmodseg") + 1] for c in commands}  # after any VAR=value prefixes
     assert {"synth", "prepare-cache", "train", "evaluate", "aggregate", "report"} <= rules, rules
     for c in commands:
         words = shlex.split(c)

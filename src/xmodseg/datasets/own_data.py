@@ -94,9 +94,13 @@ def scan_modality(name: str, folder: str | os.PathLike[str], pattern: str, label
         if not np.issubdtype(arr.dtype, np.integer) and not np.all(np.mod(arr, 1) == 0):
             raise InputDataError(f"{label_file}: non-integer label values (is this an image, not a label?)")
         values |= {int(v) for v in np.unique(arr)}
+        image_file = root / pattern.format(case=case, modality=name)
         reader = sitk.ImageFileReader()
-        reader.SetFileName(str(root / pattern.format(case=case, modality=name)))
-        reader.ReadImageInformation()
+        reader.SetFileName(str(image_file))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise InputDataError(f"{image_file}: cannot read the image header (corrupt file, or not an image?)") from None
         spacings.append(reader.GetSpacing())
         cases.append(case)
     if len(cases) < 2:

@@ -207,18 +207,25 @@ def test_acdc_semi_labels_14_training_patients_both_frames(copy, tmp_path):
     assert groups == {0, 1, 2, 3, 4}  # every ACDC pathology group is tested
 
 
-def test_la2018_semi_plans_with_only_its_data_path(copy, tmp_path):
-    """UA-MT's protocol: the first 16 of the 80 training ids labelled, none of the 20 test ids."""
-    cfg = yaml.safe_load((REPO / "config" / "la2018_semi.yaml").read_text())
-    cfg["data_path"] = {"mr": str(tmp_path / "Training Set")}
-    (tmp_path / "Training Set").mkdir()
-    (copy / "config" / "_la.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_la.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
+def _co_da_job(copy: Path, config: str, modality: str, folder: Path) -> str:
+    """A shipped protocol planned with only its data path (`folder`): the command line of its
+    one co_da training job, after checking the data is fetched and imported first."""
+    cfg = yaml.safe_load((REPO / "config" / config).read_text())
+    cfg["data_path"] = {modality: str(folder)}
+    folder.mkdir()
+    (copy / "config" / f"_{config}").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", f"config/_{config}"], cwd=copy, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "rule fetch_source:" in proc.stdout and "import_mr" in proc.stdout
+    assert "rule fetch_source:" in proc.stdout and f"import_{modality}" in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if "xmodseg train --method co_da" in line]
     assert len(lines) == 1
-    labels = json.loads(lines[0].split("--labels '")[1].split("'")[0])
+    return lines[0]
+
+
+def test_la2018_semi_plans_with_only_its_data_path(copy, tmp_path):
+    """UA-MT's protocol: the first 16 of the 80 training ids labelled, none of the 20 test ids."""
+    line = _co_da_job(copy, "la2018_semi.yaml", "mr", tmp_path / "Training Set")
+    labels = json.loads(line.split("--labels '")[1].split("'")[0])
     mr = load_dataset(REPO / "config" / "datasets.yaml", "la2018").modality("mr")
     assert labels["cases"] == list(mr.train_cases[:16]) and not set(labels["cases"]) & set(mr.test_cases)
 
@@ -245,17 +252,9 @@ def test_colour_frames_need_three_channel_networks_said_at_planning(tiny_dataset
 
 def test_cadis_semi_plans_with_only_its_data_path(copy, tmp_path):
     """24 % of the 3,550 training frames labelled, RGB networks, the 586 test frames never labelled."""
-    cfg = yaml.safe_load((REPO / "config" / "cadis_semi.yaml").read_text())
-    cfg["data_path"] = {"rgb": str(tmp_path / "CaDIS")}
-    (tmp_path / "CaDIS").mkdir()
-    (copy / "config" / "_cadis.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--configfile", "config/_cadis.yaml"], cwd=copy, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "rule fetch_source:" in proc.stdout and "import_rgb" in proc.stdout
-    lines = [line for line in proc.stdout.splitlines() if "xmodseg train --method co_da" in line]
-    assert len(lines) == 1
-    assert json.loads(lines[0].split("--labels '")[1].split("'")[0]) == {"target": "subset", "fraction": 0.24, "seed": 0}
-    assert json.loads(lines[0].split("--params '")[1].split("'")[0])["network"]["in_channels"] == 3
+    line = _co_da_job(copy, "cadis_semi.yaml", "rgb", tmp_path / "CaDIS")
+    assert json.loads(line.split("--labels '")[1].split("'")[0]) == {"target": "subset", "fraction": 0.24, "seed": 0}
+    assert json.loads(line.split("--params '")[1].split("'")[0])["network"]["in_channels"] == 3
     rgb = load_dataset(REPO / "config" / "datasets.yaml", "cadis").modality("rgb")
     assert (rgb.kind, len(rgb.train_cases), len(rgb.test_cases)) == ("rgb", 3550, 586)
     assert {c.split("_")[0] for c in rgb.test_cases} == {"Video2", "Video12", "Video22"}

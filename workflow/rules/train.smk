@@ -28,7 +28,7 @@ rule train:
     conda:
         ENV
     shell:
-        "XMODSEG_TIME_LIMIT_MINUTES={resources.runtime} OMP_NUM_THREADS={threads} xmodseg train --method {params.method:q} --params {params.train} --seed {wildcards.seed:q} "
+        "OMP_NUM_THREADS={threads} xmodseg train --method {params.method:q} --params {params.train} --seed {wildcards.seed:q} "
         "--source-cache {input.source:q} --target-cache {input.target:q} --model {output.model:q} "
         "--checkpoint-dir {params.checkpoints:q} --train-log {log.losses:q} {params.inputs} --labels {params.labels} "
         "--gpu-slots {params.gpu_slots:q} > {log.run:q} 2>&1"

@@ -29,7 +29,7 @@ rule translate:
     conda:
         ENV
     shell:
-        "XMODSEG_TIME_LIMIT_MINUTES={resources.runtime} OMP_NUM_THREADS={threads} xmodseg translate --translator {params.translator:q} --params {params.train} "
+        "OMP_NUM_THREADS={threads} xmodseg translate --translator {params.translator:q} --params {params.train} "
         "--seed {wildcards.seed:q} --source-cache {input.source:q} --target-cache {input.target:q} --model {output.model:q} "
         "--checkpoint-dir {params.checkpoints:q} --train-log {log.losses:q} --out-cache {output.cache:q} "
         "--quality {output.quality:q} --preview {output.preview:q} --gpu-slots {params.gpu_slots:q} > {log.run:q} 2>&1"

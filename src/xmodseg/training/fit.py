@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,24 +36,38 @@ LOOP_KEYS = ("iterations", "checkpoint_every", "log_every", "max_minutes")
 RUNTIME_KEYS = tuple(sorted(TrainParams.runtime_keys()))
 
 
-TIME_LIMIT_ENV = "XMODSEG_TIME_LIMIT_MINUTES"  # the job's `runtime` resource, exported by the train/translate rules
+def slurm_duration_minutes(text: str) -> float | None:
+    """SLURM's `[days-][hours:]minutes:seconds` in minutes; None for UNLIMITED, NOT_SET or anything else."""
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", text.strip())
+    if m is None:
+        return None
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return days * 1440 + hours * 60 + minutes + seconds / 60
 
 
-def scheduler_limit(max_minutes: float | None) -> float | None:
-    """`max_minutes`, tightened under SLURM to the job's time limit less a margin (5 %, at least
-    3 min): the loop then stops with its checkpoint saved before SLURM kills the job, and the
-    profile's retry resumes it. Outside SLURM the declared runtime limits nothing."""
-    limit = os.environ.get(TIME_LIMIT_ENV, "").strip()
-    if not os.environ.get("SLURM_JOB_ID") or not limit:
-        return max_minutes
+def slurm_minutes_left() -> float | None:
+    """Minutes before SLURM's time limit for this job (`squeue -j $SLURM_JOB_ID -o %L`), asked
+    from inside the job so that no rule has to pass its runtime; None outside SLURM or if unknown."""
+    job = os.environ.get("SLURM_JOB_ID", "").strip()
+    if not job:
+        return None
     try:
-        minutes = float(limit)
-    except ValueError:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return slurm_duration_minutes(out.stdout) if out.returncode == 0 else None
+
+
+def scheduler_limit(max_minutes: float | None, minutes_left: float | None) -> float | None:
+    """`max_minutes`, tightened under SLURM to the time the job has left less a margin (5 %, at
+    least 3 min): the loop then stops with its checkpoint saved before SLURM kills the job, and the
+    profile's retry resumes it. Without a known limit nothing changes."""
+    if minutes_left is None:
         return max_minutes
-    stop = minutes - max(3.0, 0.05 * minutes)
+    stop = minutes_left - max(3.0, 0.05 * minutes_left)
     if stop <= 0:
         return max_minutes
-    log.info("SLURM job time limit %.0f min: training stops with a checkpoint after %.1f min", minutes, stop)
+    log.info("SLURM: %.1f min left in this job: training stops with a checkpoint after %.1f min", minutes_left, stop)
     return stop if max_minutes is None else min(max_minutes, stop)
 
 
@@ -95,7 +111,7 @@ def fit_method(
     precision = choose_precision(device, typed.amp)
     loop_cfg = LoopConfig(seed=int(seed), **{k: getattr(typed, k) for k in LOOP_KEYS if k in params})
     snapshots = snapshot_iterations(loop_cfg.iterations, loop_cfg.checkpoint_every, typed.snapshots)
-    loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots, max_minutes=scheduler_limit(loop_cfg.max_minutes))
+    loop_cfg = replace(loop_cfg, snapshot_iterations=snapshots, max_minutes=scheduler_limit(loop_cfg.max_minutes, slurm_minutes_left()))
     hashed = {k: v for k, v in params.items() if k not in RUNTIME_KEYS}
     if typed.amp == "bf16_native":  # the arithmetic depends on the machine: a checkpoint resumes only in the same precision
         hashed["amp_used"] = str(precision.dtype) if precision.dtype else "fp32"

@@ -227,16 +227,13 @@ def test_hostile_pickles_are_refused_not_executed(tmp_path, monkeypatch, kind):
 
 
 def test_a_slurm_job_stops_with_a_checkpoint_before_its_time_limit(monkeypatch):
-    """The rules export the job's `runtime` (minutes); under SLURM training stops 5 % (>= 3 min)
-    before it, or at max_minutes if that is sooner; outside SLURM the runtime limits nothing."""
-    from xmodseg.training.fit import TIME_LIMIT_ENV, scheduler_limit
+    """The time left (squeue's %L, asked from inside the job) less 5 % (>= 3 min), or max_minutes if
+    that is sooner; outside SLURM, or with no limit, nothing changes."""
+    from xmodseg.training.fit import scheduler_limit, slurm_duration_minutes, slurm_minutes_left
 
-    monkeypatch.setenv(TIME_LIMIT_ENV, "240")
+    assert [slurm_duration_minutes(s) for s in ("4:00:00", "59:30", "1-02:00:00", "UNLIMITED", "NOT_SET", "")] == [240, 59.5, 1560, None, None, None]
+    assert scheduler_limit(None, None) is None and scheduler_limit(30.0, None) == 30.0
+    assert scheduler_limit(None, 240.0) == 228.0 and scheduler_limit(30.0, 240.0) == 30.0 and scheduler_limit(500.0, 240.0) == 228.0
+    assert scheduler_limit(None, 30.0) == 27.0 and scheduler_limit(None, 2.0) is None  # too short for a margin: SLURM's own limit applies
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    assert scheduler_limit(None) is None and scheduler_limit(30.0) == 30.0
-    monkeypatch.setenv("SLURM_JOB_ID", "1234")
-    assert scheduler_limit(None) == 228.0 and scheduler_limit(30.0) == 30.0 and scheduler_limit(500.0) == 228.0
-    monkeypatch.setenv(TIME_LIMIT_ENV, "30")
-    assert scheduler_limit(None) == 27.0
-    monkeypatch.setenv(TIME_LIMIT_ENV, "2")
-    assert scheduler_limit(None) is None  # too short to leave a margin: SLURM's own limit applies
+    assert slurm_minutes_left() is None

@@ -52,6 +52,9 @@ PATTERNS: dict[str, str] = {
     "report_csv": "results/report/summary.csv",
     "report_bar": "results/report/dice_bar.png",
     "report_comparisons": "results/report/comparisons.csv",
+    "report_per_case": "results/report/per_case.csv",
+    "report_curves": "results/report/learning_curves.png",
+    "report_grid": "results/report/grid_{source}2{target}.png",  # xmodseg.reporting.case_grid.grid_name
     "report_overlay": "results/report/overlay_{exp}.png",
     "report_sweeps": "results/report/sweeps.png",
     # provenance

@@ -293,6 +293,60 @@ def test_pooled_numbers_are_recomputed_in_the_seed_file_and_in_the_report(repo, 
     audit(repo, md)  # restored: clean again
 
 
+def test_report_answers_adaptation_questions_and_the_audit_checks_its_tables(repo, tmp_path):
+    """The headline (Dice, ± over what, interval, gap closed), per-volume values, training time,
+    learning curves and one comparison grid per direction; a forged headline cell or per-volume value
+    breaks the report's value link, naming it."""
+    from PIL import Image
+
+    report = repo / "results/report"
+    md = (report / "summary.md").read_text()
+    headline = md[md.index("## Headline"):].split("\n## ")[0]
+    rows = {line.split(" | ")[-1].rstrip(" |"): line.split(" | ") for line in headline.splitlines() if line.startswith("| MR→CT |")}
+    assert set(rows) == {"source_only_mr2ct", "oracle_mr2ct", "t2s_cyclegan_mr2ct", "sifa_mr2ct"}
+    dice = {e: json.loads((repo / f"results/metrics/{DS}/{e}.json").read_text())["dice"]["mean"]["mean"] for e in rows}
+    so, oracle = dice["source_only_mr2ct"], dice["oracle_mr2ct"]
+    for e, cells in rows.items():  # gap closed: (Dice - source_only) / (oracle - source_only), undefined unless oracle > source_only
+        assert cells[9] == (f"{100 * (dice[e] - so) / (oracle - so):.0f} %" if oracle > so else "–"), (e, cells)
+        assert cells[5] == f"{dice[e]:.3f}"
+    n_volumes = int(rows["oracle_mr2ct"][4])
+    assert rows["oracle_mr2ct"][3] == "2" and rows["oracle_mr2ct"][7] == "seeds" and rows["sifa_mr2ct"][7] == "volumes"
+    low, high = (float(x) for x in rows["oracle_mr2ct"][8].strip("[]").split(", "))  # 2 seeds: at least 2 values
+    assert low <= float(rows["oracle_mr2ct"][5]) <= high
+    per_case = (report / "per_case.csv").read_text().splitlines()
+    assert per_case[0] == "experiment,seed,source,target,case,metric,class,value" and len(per_case) == 1 + 5 * n_volumes * 4 * 5  # 5 seed runs x volumes x 4 metrics x (4 classes + mean)
+    assert "## Per test volume: Dice (class mean)" in md and "| worst |" in md
+    time_rows = [line for line in md[md.index("## Training time"):].splitlines() if line.startswith("| oracle_mr2ct |")]
+    assert time_rows and time_rows[0].split(" | ")[1:3] == ["2", "4"] and time_rows[0].rstrip(" |").endswith("cpu")
+    assert "(4 experiments)" in md[md.index("## Learning curves"):]
+    sidecar = json.loads((repo / f"results/models/{DS}/sifa_mr2ct/seed0/model.json").read_text())
+    assert sidecar["loss_curve"]["iterations"][-1] == sidecar["loop"]["iterations_done"] and sidecar["loss_curve"]["terms"]
+    for png in ("learning_curves.png", "grid_mr2ct.png"):
+        with Image.open(report / png) as im:
+            assert im.size[0] > 200 and im.size[1] > 200, png
+    volumes = sorted({line.split(",")[4] for line in per_case[1:]})
+    assert f"MR→CT: median volume {volumes[0]}" in md if n_volumes == 1 else "MR→CT: median volume" in md and ", worst volume" in md
+
+    touched = ["results/report/summary.md", "results/report/per_case.csv"]
+    _snapshot(repo, touched, tmp_path / "keep")
+    try:
+        cells = rows["sifa_mr2ct"].copy()
+        cells[5] = "0.999"
+        (report / "summary.md").write_text(md.replace(" | ".join(rows["sifa_mr2ct"]), " | ".join(cells), 1))
+        out = audit(repo, "results/report/summary.md", ok=False).stdout
+        value = next(line for line in out.splitlines() if line.startswith("| results/report/summary.csv | value | BROKEN |"))
+        assert "Headline" in value and "0.999" in value
+        _restore(repo, ["results/report/summary.md"], tmp_path / "keep")
+        forged = [per_case[0], *per_case[1:]]
+        forged[1] = ",".join([*forged[1].split(",")[:-1], "0.123456"])
+        (report / "per_case.csv").write_text("\n".join(forged) + "\n")
+        out = audit(repo, "results/report/summary.md", ok=False).stdout
+        assert "per_case.csv line 2: states" in out and "0.123456" in out
+    finally:
+        _restore(repo, touched, tmp_path / "keep")
+    audit(repo, "results/report/summary.md")  # restored: clean again
+
+
 def test_sifa_numbers_follow_medpy_0_4_and_an_old_protocol_is_named(repo):
     """The stored sifa_* values of an honest run are medpy 0.4's (directed means averaged, Dice 0
     when both masks are empty), checked here independently of score_case; a metrics file that

@@ -22,8 +22,11 @@ rule report:
         csv=report(P["report_csv"], caption="../report/summary.rst", category="Summary"),
         bar=report(P["report_bar"], caption="../report/dice_bar.rst", category="Summary"),
         comparisons=report(P["report_comparisons"], caption="../report/comparisons.rst", category="Summary"),
+        per_case=report(P["report_per_case"], caption="../report/per_case.rst", category="Summary"),
+        curves=report(P["report_curves"], caption="../report/learning_curves.rst", category="Summary"),
         overlays=report(R.report_overlays(CFG), caption="../report/overlay.rst", category="Overlays"),
         sweeps=R.report_sweeps(CFG),
+        grids=report(R.report_grids(CFG), caption="../report/case_grid.rst", category="Summary"),
     params:
         out=lambda w, output: os.path.dirname(output.md),  # the folder of the declared outputs
         title=CFG.report.get("title", "xmodseg report"),  # plain text, quoted by :q below

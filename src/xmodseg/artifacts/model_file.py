@@ -150,6 +150,7 @@ class Sidecar:
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # declared inputs: role -> {path, sha256}
     labels: dict[str, Any] | None = None  # the label budget
     loop: dict[str, Any] | None = None
+    loss_curve: dict[str, Any] | None = None  # binned loss history (xmodseg.training.loop.loss_curve)
     snapshot_iterations: list[int] | None = None
     precision: str | None = None
     method_record: dict[str, Any] | None = None
@@ -189,7 +190,7 @@ class Sidecar:
 # today's writers: a method's run, a translator's, then training.fit.write_model's common part
 _SIDE_ORDER = (
     "method", "translator", "seed", "params", "selection", "intensity_ranges", "uses_target_labels_for_training",
-    "labels", "data", "config_hash", "loop", "snapshot_iterations", "precision", "inputs", "method_record", "device",
+    "labels", "data", "config_hash", "loop", "loss_curve", "snapshot_iterations", "precision", "inputs", "method_record", "device",
     "model_sha256", "provenance",
 )  # fmt: skip
 _SIDE_FIELDS = frozenset(_SIDE_ORDER)

@@ -243,6 +243,8 @@ def report_inputs(cfg: WorkflowConfig) -> dict[str, list[str]]:
         "overlays": all_overlays(cfg),
         "translation": translator_outputs(cfg, "quality"),
         "anatomy": translator_outputs(cfg, "anatomy"),
+        # read by the report through each metrics file's provenance (training time, learning curves)
+        "sidecars": [layout(cfg).sidecar(exp, s) for exp, e in cfg.experiments.items() for s in e.seeds],
     }
 
 
@@ -254,6 +256,12 @@ def report_outputs(cfg: WorkflowConfig) -> list[str]:
 def report_sweeps(cfg: WorkflowConfig) -> list[str]:
     """The sweep figure, declared only when `report.sweeps` names some."""
     return [layout(cfg).path("report_sweeps")] if cfg.sweeps else []
+
+
+def report_grids(cfg: WorkflowConfig) -> list[str]:
+    """One comparison grid per direction of the experiments."""
+    directions = dict.fromkeys((e.source, e.target) for e in cfg.experiments.values())
+    return [layout(cfg).path("report_grid", source=s, target=t) for s, t in directions]
 
 
 def report_overlays(cfg: WorkflowConfig) -> list[str]:

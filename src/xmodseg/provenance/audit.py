@@ -23,6 +23,7 @@ For each per-seed metrics file behind a reported number the chain is:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -506,6 +507,44 @@ def _pooled_problems(docs: list[dict[str, Any]], md: str, md_name: str) -> list[
     return problems
 
 
+def _section_rows(md: str, heading: str) -> list[str] | None:
+    """The table rows (lines starting `|`) of the `heading` section of `md`; None without it."""
+    start = md.find(heading + "\n")
+    if start < 0:
+        return None
+    section = md[start + len(heading) :].split("\n## ", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.startswith("|")]
+
+
+def _remade_problems(docs: list[dict[str, Any]], md: str, md_name: str, report_dir: Path, rel: Any) -> list[str]:
+    """The headline and per-volume sections and per_case.csv against the same made from the
+    recomputed documents. A report written before a section existed has nothing to check there."""
+    from xmodseg.artifacts.metrics import MetricsDoc
+    from xmodseg.reporting.per_case import per_case_table
+    from xmodseg.reporting.report import PER_CASE_FILE, audited_sections
+
+    coerced = [MetricsDoc.coerce(d) for d in docs]
+    problems = []
+    for heading, text in audited_sections(coerced).items():
+        stated = _section_rows(md, heading)
+        if stated is None:
+            continue
+        expected = _section_rows(text, heading) or []
+        for row in expected:
+            if row not in stated:
+                problems.append(f"value: {md_name} '{heading[3:]}' lacks the recomputed row {row!r}")
+        problems += [f"value: {md_name} '{heading[3:]}' states the row {row!r}, not recomputed" for row in stated if row not in expected]
+    csv_path = report_dir / PER_CASE_FILE
+    if csv_path.is_file():
+        buffer = io.StringIO()
+        per_case_table(coerced).to_csv(buffer, index=False, float_format="%.6f")
+        stated_lines, expected_lines = csv_path.read_text().splitlines(), buffer.getvalue().splitlines()
+        if stated_lines != expected_lines:
+            diff = next((f"line {i + 1}: states {a!r}, recomputed {b!r}" for i, (a, b) in enumerate(zip(stated_lines, expected_lines)) if a != b), f"{len(stated_lines)} lines, recomputed {len(expected_lines)}")
+            problems.append(f"value: {rel(csv_path)} {diff}")
+    return problems
+
+
 def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = False) -> AuditResult:
     from xmodseg.artifacts.metrics import METRIC_KEYS as TITLES
     from xmodseg.reporting.report import format_cell, long_table, round6, seed_summary
@@ -592,7 +631,9 @@ def audit(path: str, *, repo: str | os.PathLike[str] = ".", reinfer: bool = Fals
                 report_problems.append(f"labels: {rel(md_path)} {TITLES[r['metric']]} {r['method']} {direction} states {md_row.get('labels')!r}, the metrics provenance says {r['labels']!r}")
                 bad_values.setdefault(key, []).append("value")
             reported[key] = row["mean"] if row is not None else "missing"
-        report_problems += _pooled_problems(docs, md_path.read_text() if md_path.is_file() else "", rel(md_path))
+        md_text = md_path.read_text() if md_path.is_file() else ""
+        report_problems += _pooled_problems(docs, md_text, rel(md_path))
+        report_problems += _remade_problems(docs, md_text, rel(md_path), target.report_dir, rel)
         report_lock = _lock_link(lock, [rel(csv_path), rel(md_path)], "summary.csv and summary.md match")
         links[rel(csv_path)] = [report_lock, _link("value", report_problems, "every table cell recomputed exactly")]
         for exp in summary["experiment"].unique():

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from xmodseg.artifacts.metrics import METRIC_KEYS
-from xmodseg.errors import ConfigError
-from xmodseg.layout import Layout
+from xmodseg.errors import ConfigError, InputDataError
+from xmodseg.layout import PATTERNS, Layout, match
+from xmodseg.reporting.compare import resolve_experiment
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -24,16 +25,15 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def seed_files(exp: str, repo: Path, dataset: str | None) -> tuple[str, list[Path]]:
-    """The data set and the per-seed metrics files of experiment `exp` (seed order)."""
-    root = repo / "results" / "evaluation"
-    found = sorted(root.glob(f"{dataset or '*'}/{exp}/seed*/metrics.json"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
-    sets = sorted({p.parents[2].name for p in found})
-    if not found:
-        known = sorted({p.parent.name for p in root.glob("*/*")}) if root.is_dir() else []
-        raise ConfigError(f"no evaluated seeds of experiment '{exp}' under {root} (known: {known[:20]}); run the workflow first")
-    if len(sets) > 1:
-        raise ConfigError(f"experiment '{exp}' exists for data sets {sets}: pass --dataset")
-    return sets[0], found
+    """The data set and the per-seed metrics files of experiment `exp` (a name, a seed folder or a
+    metrics.json), in seed order (seed2 before seed10)."""
+    found = resolve_experiment(exp, repo / PATTERNS["evaluation_root"], dataset)
+    found = sorted(found, key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
+    where = match("seed_metrics", found[0].resolve().relative_to(repo.resolve())) if found[0].resolve().is_relative_to(repo.resolve()) else None
+    ds = (where or {}).get("dataset") or str((_read(found[0]).get("experiment") or {}).get("dataset") or "")
+    if not ds:
+        raise InputDataError(f"{found[0]}: not under {repo / PATTERNS['evaluation_root']} and its experiment names no data set; pass an experiment name")
+    return ds, found
 
 
 def _short(sha: Any) -> str:
@@ -65,7 +65,7 @@ def explain(exp: str, cls: str | None = None, *, metric: str = "dice", repo: str
     lines = []
     if agg.is_file():
         v = _read(agg).get(metric, {}).get(key) or {}
-        lines.append(f"{exp}: {METRIC_KEYS[metric]} {key} = {_num(v.get('mean'))} ± {_num(v.get('std_over_seeds'))} (std over {len(docs)} seed(s)) in {agg.relative_to(root)}")
+        lines.append(f"{exp}: {METRIC_KEYS[metric]} {key} = {_num(v.get('mean'))} ± {_num(v.get('std_over_seeds'))} (std over {len(docs)} seed(s)) in {os.path.relpath(agg, root)}")
     else:
         lines.append(f"{exp}: {METRIC_KEYS[metric]} {key} per seed {', '.join(_num(x) for x in values)} (not aggregated yet)")
     lines.append(f"method {e.get('method')} on {e.get('source')} -> {e.get('target')} of data set {ds}; scale: {e.get('scale') or 'not stated'}")
@@ -79,7 +79,7 @@ def explain(exp: str, cls: str | None = None, *, metric: str = "dice", repo: str
         side = _read(side_path) if side_path.is_file() else {}
         git = prov.get("git") or {}
         loop = side.get("loop") or {}
-        lines.append(f"seed {prov.get('seed')}: {_num(value)} from {f.relative_to(root)} ({len(d['cases'])} test volumes: {', '.join(c['case'] for c in d['cases'][:6])}{' ...' if len(d['cases']) > 6 else ''})")
+        lines.append(f"seed {prov.get('seed')}: {_num(value)} from {os.path.relpath(f, root)} ({len(d['cases'])} test volumes: {', '.join(c['case'] for c in d['cases'][:6])}{' ...' if len(d['cases']) > 6 else ''})")
         lines.append(f"  model {prov.get('model')} sha256 {_short(prov.get('model_sha256'))}, config hash {_short(prov.get('model_config_hash'))}; "
                      f"{loop.get('iterations_done', '?')} iterations in {_num(loop.get('seconds'), 0)} s on {(side.get('device') or {}).get('device', prov.get('device', '?'))}")
         for role in ("source", "target", "target_unlabelled", "assistant"):
@@ -90,7 +90,7 @@ def explain(exp: str, cls: str | None = None, *, metric: str = "dice", repo: str
             lines.append(f"  input {role}: {rec.get('path')} (sha256 {_short(rec.get('sha256'))})")
         lines.append(f"  code: commit {_short(git.get('commit'))}{' (uncommitted changes: ' + str(git.get('dirty_count')) + ' files)' if git.get('dirty') else ''}; "
                      f"evaluated on {prov.get('data_manifest')} (manifest {_short(prov.get('data_manifest_sha256'))})")
-    lines.append(f"verify every link: xmodseg audit {agg.relative_to(root) if agg.is_file() else files[0].relative_to(root)}")
+    lines.append(f"verify every link: xmodseg audit {os.path.relpath(agg, root) if agg.is_file() else os.path.relpath(files[0], root)}")
     return "\n".join(lines)
 
 

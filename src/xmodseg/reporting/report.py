@@ -16,6 +16,7 @@ import pandas as pd
 from xmodseg.artifacts.metrics import LAST_K, METRIC_KEYS, ExperimentMetrics, MetricsDoc
 from xmodseg.atomic import atomic_path, write_text
 from xmodseg.errors import ConfigError, InputDataError
+from xmodseg.reporting.case_grid import grids_section
 from xmodseg.reporting.compare import (
     CONFIDENCE,
     N_RESAMPLES,
@@ -30,6 +31,13 @@ from xmodseg.reporting.compare import (
     rows,
 )
 from xmodseg.reporting.compare import METRICS as COMPARED
+from xmodseg.reporting.headline import HEADING as HEADLINE_HEADING
+from xmodseg.reporting.headline import headline_section
+from xmodseg.reporting.per_case import HEADING as PER_CASE_HEADING
+from xmodseg.reporting.per_case import per_case_section, write_per_case_csv
+from xmodseg.reporting.training_record import CURVES_FILE, curves_plot, sidecars, time_section
+
+PER_CASE_FILE = "per_case.csv"
 
 
 def _load_metrics(paths: Sequence[str | os.PathLike[str]]) -> list[MetricsDoc]:
@@ -189,10 +197,15 @@ def format_cell(mean: float, std: float, n_undefined: int = 0) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+def spread_unit(n_seeds: int) -> str:
+    """What the ± of a reported cell is over: seeds when there are several, else test volumes."""
+    return "seeds" if n_seeds > 1 else "volumes"
+
+
 def markdown_table(summary: pd.DataFrame, metric: str) -> str:
     sub = summary[summary["metric"] == metric]
     classes = list(dict.fromkeys(sub["class"]))
-    header = "| method | direction | seeds | labels | " + " | ".join(classes) + " |\n|---|---|---|---|" + "---|" * len(classes) + "\n"
+    header = "| method | direction | seeds | ± over | labels | " + " | ".join(classes) + " |\n|---|---|---|---|---|" + "---|" * len(classes) + "\n"
     lines = []
     for (_, method, source, target), grp in sub.groupby(["experiment", "method", "source", "target"], sort=False):
         by_cls = {r["class"]: r for _, r in grp.iterrows()}
@@ -202,7 +215,7 @@ def markdown_table(summary: pd.DataFrame, metric: str) -> str:
             r = by_cls[c]
             std = r["std_over_seeds"] if n_seeds > 1 else r["volume_std"]
             cells.append(format_cell(r["mean"], std, int(r["n_undefined"])))
-        lines.append(f"| {method} | {direction_label(source, target)} | {n_seeds} | {grp['labels'].iloc[0]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {direction_label(source, target)} | {n_seeds} | {spread_unit(n_seeds)} | {grp['labels'].iloc[0]} | " + " | ".join(cells) + " |")
     return header + "\n".join(lines) + "\n"
 
 
@@ -295,10 +308,19 @@ def build_report(
     made, notes = run_comparisons(docs, comparisons)
     write_comparisons_csv(made, out_dir / "comparisons.csv")
     bar_plot(summary, out_dir / "dice_bar.png")
+    write_per_case_csv(docs, out_dir / PER_CASE_FILE)
     if overlays is not None and len(overlays) != len(metrics_files):
         raise ConfigError(f"report: {len(overlays)} overlay files for {len(metrics_files)} metrics files; pass one overlay per metrics file, in the same order")
     figures = _overlays(docs, out_dir, overlays or [])
     md = _markdown(title, summary, docs, figures, claims_section(made, notes))
+    found = sidecars(docs)
+    md += per_case_section(docs) + grids_section(docs, out_dir) + time_section(docs, found)
+    drawn = curves_plot(found, out_dir / CURVES_FILE)
+    md += "\n## Learning curves\n\n" + (
+        f"Loss terms per iteration of each experiment's lowest seed ({drawn} experiments), binned to at most 100 points, from the model sidecars.\n\n![learning curves]({CURVES_FILE})\n"
+        if drawn
+        else "No model sidecar of these experiments holds a loss history (trained before sidecars kept one, or only the metrics are present).\n"
+    )
     if sweeps:
         md += sweep_section(summary, docs, sweeps, out_dir / "sweeps.png")
     if reference:
@@ -361,7 +383,7 @@ def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], sourc
     dice = summary[summary["metric"] == "sifa_dice"]
     classes = list(dict.fromkeys(dice["class"]))
     lines = [
-        "\n## Published numbers (SIFA-compatible Dice %, ours / paper)\n",
+        "\n## Published numbers (SIFA-compatible Dice %, ours / paper / Δ = ours − paper)\n",
         "| experiment | method | grid | paper | " + " | ".join(classes) + " |",
         "|---|---|---|---|" + "---|" * len(classes),
     ]
@@ -375,7 +397,8 @@ def reference_section(summary: pd.DataFrame, reference: Mapping[str, Any], sourc
         for c in classes:
             o = "N/A" if math.isnan(ours.get(c, math.nan)) else f"{100 * ours[c]:.1f}"
             p = ref.get("dice", {}).get(c)
-            cells.append(f"{o} / {p if p is not None else '–'}")
+            delta = f"{float(o) - float(p):+.1f}" if p is not None and o != "N/A" else "–"  # of the numbers shown
+            cells.append(f"{o} / {p if p is not None else '–'} / {delta}")
         method, target = sel["method"].iloc[0], sel["target"].iloc[0]
         lines.append(f"| {exp} | {method} | {_grid(source_kinds, target)} | {ref.get('source', '')} | " + " | ".join(cells) + " |")
         if ref.get("claim"):
@@ -538,9 +561,10 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], overlay
     parts = [f"# {' '.join(str(title).split()) or 'xmodseg report'}\n"]  # one heading line, as given (no quoting)
     parts.append(
         "Target-domain test volumes, 3D per volume. Values are mean ± std: std over seeds when an experiment "
-        "has several seeds, otherwise over test volumes. N/A: ASSD undefined for some volume (empty prediction or "
-        "ground truth). `mean` is the average of the class means.\n"
+        "has several seeds, otherwise over test volumes (the `± over` column says which). N/A: ASSD undefined for some "
+        "volume (empty prediction or ground truth). `mean` is the average of the class means.\n"
     )
+    parts.append(headline_section(docs, method_label, label_budget))
     for key, label in METRIC_KEYS.items():
         if key.endswith(LAST_K):
             continue
@@ -562,6 +586,12 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], overlay
             f"`{(git.get('commit') or 'n/a')[:12]}` | {git.get('dirty')} | `{prov['data_manifest_sha256'][:12]}` |\n"
         )
     return "".join(parts)
+
+
+def audited_sections(docs: Sequence[MetricsDoc]) -> dict[str, str]:
+    """{heading: section text} of the report's sections made only from the metrics documents, which
+    the audit remakes from its recomputed documents and compares row by row."""
+    return {HEADLINE_HEADING: headline_section(docs, method_label, label_budget), PER_CASE_HEADING: per_case_section(docs)}
 
 
 def last_k_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> str:

@@ -21,7 +21,7 @@ from xmodseg.hashing import sha256_file, sha256_json
 from xmodseg.training.checkpoint import CorruptCheckpointError, save_torch
 from xmodseg.training.device import Precision, choose_device, choose_precision, describe_device
 from xmodseg.training.inputs import ResolvedInputs
-from xmodseg.training.loop import LoopConfig, LoopResult, fit
+from xmodseg.training.loop import LoopConfig, LoopResult, fit, loss_curve
 from xmodseg.training.params import TrainParams
 from xmodseg.training.seeding import seed_everything
 from xmodseg.training.snapshots import collect_snapshots, snapshot_iterations
@@ -152,6 +152,7 @@ def write_model(model_path: str | os.PathLike[str], trained: Trained, payload: M
         **sidecar,
         "config_hash": trained.config_hash,
         "loop": asdict(trained.result),
+        "loss_curve": loss_curve(trained.checkpoint_dir) if trained.checkpoint_dir else None,
         "snapshot_iterations": [*trained.snapshot_iterations, trained.result.iterations_done],
         "precision": str(trained.precision.dtype) if trained.precision.dtype else "fp32",
         "inputs": trained.inputs.record(),

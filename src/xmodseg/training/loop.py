@@ -167,6 +167,40 @@ def _prepare_loss_logs(folder: Path, log_path: Path, start: int, events: list[di
     return [history, log_path]
 
 
+CURVE_POINTS = 100  # points kept per loss term in the sidecar's learning curve
+
+
+def loss_curve(folder: str | os.PathLike[str], max_points: int = CURVE_POINTS) -> dict[str, Any] | None:
+    """The loss history of `folder` (its `losses.jsonl`) cut into at most `max_points` bins of
+    consecutive log records: per bin its last iteration and each term's mean, so the report draws
+    learning curves from the model's sidecar (a declared output) instead of from log files. None
+    without a history."""
+    history = Path(folder) / HISTORY
+    if not history.is_file():
+        return None
+    records = []
+    for line in history.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("iteration"), int) and "event" not in rec:
+            records.append(rec)
+    if not records:
+        return None
+    terms = list(dict.fromkeys(k for r in records for k in r if k not in ("iteration", "s_per_it")))
+    n = min(max_points, len(records))
+    bins = [records[i * len(records) // n : (i + 1) * len(records) // n] for i in range(n)]
+    curve: dict[str, Any] = {"iterations": [b[-1]["iteration"] for b in bins], "terms": {}}
+    for term in terms:
+        means = []
+        for b in bins:
+            values = [float(r[term]) for r in b if isinstance(r.get(term), (int, float))]
+            means.append(round(sum(values) / len(values), 6) if values else None)
+        curve["terms"][term] = means
+    return curve
+
+
 def _save(method: Trainable, sampler: Any, step: int, config_hash: str, folder: str | os.PathLike[str]) -> None:
     save_checkpoint(folder, {"iteration": step, "config_hash": config_hash, "method": method.state_dict(), "rng": rng_state(sampler)})
 

@@ -35,11 +35,11 @@ def test_seed_summary_and_published_numbers():
     row = summary[(summary["metric"] == "dice") & (summary["class"] == "mean")].iloc[0]
     assert math.isclose(row["mean"], 0.72) and math.isclose(row["std_over_seeds"], 0.02) and row["n_seeds"] == 2
     md = reference_section(summary, {"sifa_mr2ct": {"source": "SIFA TMI 2020", "dice": {"MYO": 61.6, "mean": 74.1}}, "absent": {"dice": {}}}, {"ct": "sifa_release"})
-    assert "| sifa_mr2ct | sifa | release | SIFA TMI 2020 | 62.0 / 61.6 | 72.0 / 74.1 |" in md and "absent" not in md
+    assert "| sifa_mr2ct | sifa | release | SIFA TMI 2020 | 62.0 / 61.6 / +0.4 | 72.0 / 74.1 / -2.1 |" in md and "absent" not in md
     assert "Published claims" not in md
     claim = {"sifa_mr2ct": {"source": "GLUA abstract (arXiv 2205.11888)", "claim": "+3.92 Dice MR->CT over the state of the art (UNCONFIRMED)"}}
     md = reference_section(summary, claim, {"ct": "sifa_release"})
-    assert "| sifa_mr2ct | sifa | release | GLUA abstract (arXiv 2205.11888) | 62.0 / – | 72.0 / – |" in md
+    assert "| sifa_mr2ct | sifa | release | GLUA abstract (arXiv 2205.11888) | 62.0 / – / – | 72.0 / – / – |" in md
     assert "- sifa_mr2ct: +3.92 Dice MR->CT over the state of the art (UNCONFIRMED) (GLUA abstract (arXiv 2205.11888))" in md
     assert format_cell(math.nan, math.nan, 2) == "N/A (2 undef.)" and format_cell(0.5, 0.25) == "0.500 ± 0.250"
 
@@ -61,7 +61,7 @@ def test_published_numbers_use_sifa_compatible_dice_and_name_the_grid():
     summary = seed_summary(long_table([d]))
     ref = {"sifa_mr2ct": {"source": "SIFA", "dice": {"MYO": 61.6}}}
     own = reference_section(summary, ref, {"mr": "synthetic", "ct": "synthetic"})
-    assert "| sifa_mr2ct | sifa | own (synthetic) | SIFA | 79.0 / 61.6 | 79.0 / – | 79.0 / – |" in own
+    assert "| sifa_mr2ct | sifa | own (synthetic) | SIFA | 79.0 / 61.6 / +17.4 | 79.0 / – / – | 79.0 / – / – |" in own
     assert "SIFA-compatible Dice" in own and "only when the run used the SIFA/PnP-AdaNet release grid" in own
     assert "| release |" in reference_section(summary, ref, {"ct": "sifa_release"})
     assert "| unknown |" in reference_section(summary, ref)

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     def with_dataset(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--registry", default="config/datasets.yaml", help="data-set registry YAML")
+        sp.add_argument("--registry", default="config/datasets.yaml", metavar="REGISTRY_YAML", help="data-set registry YAML")
         sp.add_argument("--dataset", required=True, help="registry entry name")
 
     s = add("synth", help="generate the synthetic MR/CT phantom for one modality")
@@ -274,20 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("fetch-source", help="download (resumable, verified) or locate one modality's source files")
     with_dataset(s)
     s.add_argument("--modality", required=True)
-    s.add_argument("--downloads", required=True, help="folder for downloads and extracted archives")
-    s.add_argument("--marker", required=True, help="JSON to write: where the files are, their checksums")
-    s.add_argument("--path", default="", help="registration-gated data: your archive or folder")
+    s.add_argument("--downloads", required=True, metavar="DOWNLOAD_DIR", help="folder for downloads and extracted archives")
+    s.add_argument("--marker", required=True, metavar="SOURCE_JSON", help="JSON to write: where the files are, their checksums")
+    s.add_argument("--path", default="", metavar="YOUR_DATA", help="registration-gated data: your archive or folder")
     s.set_defaults(func=cmd_fetch_source)
 
     s = add("import", help="convert one modality into the registry layout (NIfTI, checked labels)")
     with_dataset(s)
     s.add_argument("--modality", required=True)
-    s.add_argument("--marker", required=True, help="the fetch-source JSON")
+    s.add_argument("--marker", required=True, metavar="SOURCE_JSON", help="the fetch-source JSON")
     s.set_defaults(func=cmd_import)
 
     s = add("list-cases", help="case ids found in a source folder, as a registry `cases:` line",
             epilog='example: xmodseg list-cases "/data/LA2018/Training Set" --pattern "{case}/lgemri.nrrd"')
-    s.add_argument("folder")
+    s.add_argument("folder", metavar="SOURCE_DIR", help="the folder holding one source file per case")
     s.add_argument("--pattern", required=True, help='a source file per case, e.g. "{case}/lgemri.nrrd" or "images/{case}.nii.gz"')
     s.set_defaults(func=cmd_list_cases)
 
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="class names in class order (default class_1, class_2, ...)")
     s.add_argument("--map", action="append", type=_parse_map, metavar="MOD:V=C,...", help="raw value -> class index per modality, e.g. ct:100=1,205=2 (default: by the order of the values)")
     s.add_argument("--test-fraction", type=float, default=0.2, help="fraction of each modality's cases proposed as test cases (default 0.2)")
-    s.add_argument("--out", default="config", help="folder for the two files (default config)")
+    s.add_argument("--out", default="config", metavar="CONFIG_DIR", help="folder for the two files (default config)")
     s.set_defaults(func=cmd_init_dataset)
 
     s = add(
@@ -314,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with the config's preprocess block and reports the labelled voxels inside the crop; one QC picture per case. Exit 1 on any problem.",
         epilog="example: xmodseg check-data --configfile config/mine.yaml",
     )
-    s.add_argument("--configfile", required=True, help="the workflow config (registry, dataset, data_path, preprocess)")
+    s.add_argument("--configfile", required=True, metavar="CONFIG_YAML", help="the workflow config (registry, dataset, data_path, preprocess)")
     s.add_argument("--modality", nargs="+", default=None, help="only these modalities (default: those the experiments use)")
-    s.add_argument("--out", default="results/check-data", help="QC pictures and check.tsv go to OUT/<dataset>/")
+    s.add_argument("--out", default="results/check-data", metavar="QC_DIR", help="QC pictures and check.tsv go to QC_DIR/<dataset>/")
     s.set_defaults(func=cmd_check_data)
 
     s = add(
@@ -325,10 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "own grid plus predictions.json (model, cache and scan sha256). Overwrites nothing.",
         epilog="example: xmodseg predict -m results/models/mine/oracle_ct/seed0/model.pt -i new_scans/ -o predictions/",
     )
-    s.add_argument("-m", "--model", required=True, help="a trained model.pt (its model.json beside it)")
-    s.add_argument("-i", "--input", required=True, help="a scan file or a folder of scans")
-    s.add_argument("-o", "--output", required=True, help="folder for the predictions")
-    s.add_argument("--cache", default=None, help="the target modality's cache (default: the one the model's sidecar names)")
+    s.add_argument("-m", "--model", required=True, metavar="MODEL_PT", help="a trained model.pt (its model.json beside it)")
+    s.add_argument("-i", "--input", required=True, metavar="SCANS", help="a scan file or a folder of scans")
+    s.add_argument("-o", "--output", required=True, metavar="PREDICTION_DIR", help="folder for the predictions")
+    s.add_argument("--cache", default=None, metavar="CACHE_DIR", help="the target modality's cache (default: the one the model's sidecar names)")
     s.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     s.set_defaults(func=cmd_predict)
 
@@ -340,20 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cls", metavar="CLASS", nargs="?", default=None, help="a class (default: the mean over classes)")
     s.add_argument("--metric", default="dice", choices=["dice", "assd_mm", "sifa_dice", "sifa_assd_vox"], help="which number (default dice)")
     s.add_argument("--dataset", default=None, help="when the experiment exists for several data sets")
-    s.add_argument("--repo", default=".", help="project root")
+    s.add_argument("--repo", default=".", metavar="PROJECT_DIR", help="project root")
     s.set_defaults(func=cmd_explain)
 
     s = add("release-cache", help="the SIFA/PnP-AdaNet release (tfrecords + test volumes) as a slice cache")
     with_dataset(s)
     s.add_argument("--modality", required=True)
-    s.add_argument("--marker", required=True, help="the fetch-source JSON (where the release is)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--marker", required=True, metavar="SOURCE_JSON", help="the fetch-source JSON (where the release is)")
+    s.add_argument("--out", required=True, metavar="CACHE_DIR", help="cache folder to write")
     s.add_argument("--slices-per-case", type=int, default=600)
     s.set_defaults(func=cmd_release_cache)
 
     s = add("tfrecords", help="SIFA/PnP-AdaNet *.tfrecords -> a training slice cache (no TensorFlow)")
-    s.add_argument("--files", nargs="+", required=True, help="tfrecord files or glob patterns")
-    s.add_argument("--out", required=True, help="cache folder to write")
+    s.add_argument("--files", nargs="+", required=True, metavar="TFRECORD", help="tfrecord files or glob patterns")
+    s.add_argument("--out", required=True, metavar="CACHE_DIR", help="cache folder to write")
     s.add_argument("--dataset", required=True)
     s.add_argument("--modality", required=True, choices=["mr", "ct"])
     s.add_argument("--slices-per-case", type=int, default=600)
@@ -363,15 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--params", type=_json_arg, default={}, help="the config's `preprocess` block as JSON")
-    s.add_argument("--out", required=True, help="cache folder to write")
+    s.add_argument("--out", required=True, metavar="CACHE_DIR", help="cache folder to write")
     s.set_defaults(func=cmd_preprocess)
 
     s = add("prepare-cache", help="one modality's slice cache, by its source kind: preprocess, or a release's own cache")
     with_dataset(s)
     s.add_argument("--modality", required=True)
     s.add_argument("--params", type=_json_arg, default={}, help="the config's `preprocess` block as JSON (not used for a release)")
-    s.add_argument("--marker", default=None, help="a release: its fetch-source JSON (where the release is)")
-    s.add_argument("--out", required=True, help="cache folder to write")
+    s.add_argument("--marker", default=None, metavar="SOURCE_JSON", help="a release: its fetch-source JSON (where the release is)")
+    s.add_argument("--out", required=True, metavar="CACHE_DIR", help="cache folder to write")
     s.add_argument("--slices-per-case", type=int, default=600, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_prepare_cache)
 
@@ -385,10 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_translate)
 
     s = add("translation-check", help="evaluation only: does the target oracle find the source anatomy in translated images?")
-    s.add_argument("--translated-cache", required=True)
-    s.add_argument("--source-cache", required=True)
-    s.add_argument("--reference-model", "--oracle", dest="oracle", required=True, help="model.pt of a model trained with all target labels")
-    s.add_argument("--out", required=True)
+    s.add_argument("--translated-cache", required=True, metavar="CACHE_DIR", help="the translator's output cache")
+    s.add_argument("--source-cache", required=True, metavar="CACHE_DIR", help="the untranslated source cache")
+    s.add_argument("--reference-model", "--oracle", dest="oracle", required=True, metavar="MODEL_PT", help="model.pt of a model trained with all target labels")
+    s.add_argument("--out", required=True, metavar="ANATOMY_JSON", help="the check's result file")
     s.set_defaults(func=cmd_translation_check)
 
     s = add("evaluate", help="predict the target test volumes and compute Dice/ASSD")
@@ -396,16 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_evaluate)
 
     s = add("aggregate", help="combine the seeds of one experiment into one metrics file")
-    s.add_argument("--metrics", nargs="+", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--metrics", nargs="+", required=True, metavar="SEED_METRICS_JSON", help="the experiment's per-seed metrics.json files")
+    s.add_argument("--out", required=True, metavar="EXPERIMENT_JSON", help="the experiment's metrics file to write")
     s.set_defaults(func=cmd_aggregate)
 
     s = add("report", help="summary tables, bar plot and overlays from metrics files")
-    s.add_argument("--metrics", nargs="+", required=True)
-    s.add_argument("--overlays", nargs="*", default=None, help="overlay.npz per metrics file, in the same order (none: no overlay figures)")
-    s.add_argument("--translation", nargs="*", default=[], help="translators' quality.json files")
-    s.add_argument("--anatomy", nargs="*", default=[], help="translators' anatomy.json files")
-    s.add_argument("--out", required=True, help="report folder")
+    s.add_argument("--metrics", nargs="+", required=True, metavar="SEED_METRICS_JSON", help="per-seed metrics.json files")
+    s.add_argument("--overlays", nargs="*", default=None, metavar="OVERLAY_NPZ", help="overlay.npz per metrics file, in the same order (none: no overlay figures)")
+    s.add_argument("--translation", nargs="*", default=[], metavar="QUALITY_JSON", help="translators' quality.json files")
+    s.add_argument("--anatomy", nargs="*", default=[], metavar="ANATOMY_JSON", help="translators' anatomy.json files")
+    s.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder")
     s.add_argument("--title", default="xmodseg report")
     s.add_argument("--reference", type=_json_arg, default=None, help="published numbers to compare with (the config's `reference`)")
     s.add_argument("--comparisons", type=_json_arg, default=[], help="extra [[A, B], ...] experiment pairs (the config's `report.comparisons`)")
@@ -419,19 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("exp_b", metavar="EXP_B", help="the experiment to compare with (same target)")
     s.add_argument("--metrics-root", default="results/evaluation", help="where experiment names are looked up (<root>/<dataset>/<exp>/seed*/metrics.json)")
     s.add_argument("--dataset", default=None, help="data set folder under the root (needed when a name exists for several)")
-    s.add_argument("--json", default=None, help="also write the full result as JSON here")
+    s.add_argument("--json", default=None, metavar="RESULT_JSON", help="also write the full result as JSON here")
     s.set_defaults(func=cmd_compare)
 
     s = add("dvc-yaml", help="write dvc.yaml (one DVC stage per Snakemake target) for a config",
             epilog="example: xmodseg dvc-yaml --configfile config/config.yaml --out dvc.yaml")
-    s.add_argument("--configfile", default="config/config.yaml")
-    s.add_argument("--out", default="dvc.yaml")
+    s.add_argument("--configfile", default="config/config.yaml", metavar="CONFIG_YAML", help="the workflow config")
+    s.add_argument("--out", default="dvc.yaml", metavar="DVC_YAML", help="where to write (default dvc.yaml)")
     s.set_defaults(func=cmd_dvc_yaml)
 
     s = add("record", help="after a finished Snakemake run: dvc commit, HTML report, dvc push, git commit",
             epilog="example: xmodseg record --configfile config/config.yaml -m 'demo run'")
-    s.add_argument("--configfile", default="config/config.yaml", help="the config the run used")
-    s.add_argument("--repo", default=".", help="project root")
+    s.add_argument("--configfile", default="config/config.yaml", metavar="CONFIG_YAML", help="the config the run used")
+    s.add_argument("--repo", default=".", metavar="PROJECT_DIR", help="project root")
     s.add_argument("--no-push", action="store_true", help="skip `dvc push`")
     s.add_argument("--no-git-commit", action="store_true", help="leave dvc.lock and metrics staged for your own commit")
     s.add_argument("-m", "--message", default=None, help="git commit message")
@@ -439,16 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("restore", help="on a fresh clone: dvc pull, check dvc status, snakemake --touch",
             epilog="example: xmodseg restore --configfile config/config.yaml")
-    s.add_argument("--configfile", default="config/config.yaml")
-    s.add_argument("--repo", default=".")
+    s.add_argument("--configfile", default="config/config.yaml", metavar="CONFIG_YAML", help="the config the recorded run used")
+    s.add_argument("--repo", default=".", metavar="PROJECT_DIR", help="project root")
     s.add_argument("--no-pull", action="store_true", help="the files are already in place")
     s.set_defaults(func=cmd_restore)
 
     s = add("audit", help="verify the chain behind every reported number: PASS (exit 0), FAIL (1) or UNRECORDED (3, not recorded yet)",
             epilog="examples: xmodseg audit    (the whole report)\n          xmodseg audit sifa_mr2ct --reinfer")
-    s.add_argument("path", nargs="?", default="results/report/summary.md",
+    s.add_argument("path", nargs="?", default="results/report/summary.md", metavar="REPORT_OR_METRICS",
                    help="summary.md/summary.csv (whole report), results/metrics/<ds>/<exp>.json, a per-seed metrics.json, or an experiment name")
-    s.add_argument("--repo", default=".")
+    s.add_argument("--repo", default=".", metavar="PROJECT_DIR", help="project root")
     s.add_argument("--reinfer", action="store_true", help="also predict again with each model and compare with the stored predictions")
     s.add_argument("--brief", action="store_true", help="only the verdict and the links that are not ok")
     s.set_defaults(func=cmd_audit)

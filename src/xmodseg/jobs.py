@@ -65,9 +65,9 @@ class TrainJob:
     seed: int = arg("experiment seed")
     source_cache: str = arg("source slice cache (or a translator's translated cache)")
     target_cache: str = arg("target slice cache")
-    model: str = arg("model file to write (sidecar: same name, .json)", call="model_path")
+    model: str = arg("model file to write (sidecar: same name, .json)", call="model_path", metavar="MODEL_PT")
     checkpoint_dir: str = arg("resumable checkpoints (kept outside the rule's outputs)")
-    train_log: str = arg("JSONL loss log", call="log_path")
+    train_log: str = arg("JSONL loss log", call="log_path", metavar="LOSS_JSONL")
     inputs: dict[str, str] = arg(
         "a declared input of the method (its `inputs` roles), ROLE=PATH; repeatable",
         default_factory=dict, flag="--input", pairs=True, metavar="ROLE=PATH",
@@ -89,12 +89,12 @@ class TranslateJob:
     seed: int = arg("translator seed")
     source_cache: str = arg("source slice cache")
     target_cache: str = arg("target slice cache")
-    model: str = arg("model file to write (sidecar: same name, .json)", call="model_path")
+    model: str = arg("model file to write (sidecar: same name, .json)", call="model_path", metavar="MODEL_PT")
     checkpoint_dir: str = arg("resumable checkpoints (kept outside the rule's outputs)")
-    train_log: str = arg("JSONL loss log", call="log_path")
-    out_cache: str = arg("translated cache folder to write")
-    quality: str = arg("translation-quality JSON to write", call="quality_path")
-    preview: str = arg("preview grid PNG to write", call="preview_path")
+    train_log: str = arg("JSONL loss log", call="log_path", metavar="LOSS_JSONL")
+    out_cache: str = arg("translated cache folder to write", metavar="CACHE_DIR")
+    quality: str = arg("translation-quality JSON to write", call="quality_path", metavar="QUALITY_JSON")
+    preview: str = arg("preview grid PNG to write", call="preview_path", metavar="PREVIEW_PNG")
     inputs: dict[str, str] = arg(
         "a declared input of the translator, ROLE=PATH (repeatable)", default_factory=dict, flag="--input", pairs=True, metavar="ROLE=PATH"
     )
@@ -109,13 +109,13 @@ class EvaluateJob:
     """`xmodseg evaluate`: one model on the target test volumes -> `xmodseg.evaluation.evaluate.evaluate_model`
     (`registry` + `dataset` become its `spec`)."""
 
-    registry: str = arg("data-set registry YAML", default="config/datasets.yaml", call=None)
+    registry: str = arg("data-set registry YAML", default="config/datasets.yaml", call=None, metavar="REGISTRY_YAML")
     dataset: str = arg("registry entry name", call=None)
-    model: str = arg("model.pt to evaluate", call="model_path")
+    model: str = arg("model.pt to evaluate", call="model_path", metavar="MODEL_PT")
     target_cache: str = arg("target slice cache (its test cases are evaluated)")
-    predictions: str = arg("folder for NIfTI predictions on the original grids", call="predictions_dir")
-    metrics: str = arg("metrics.json to write", call="metrics_path")
-    overlay: str | None = arg("overlay.npz to write (default: next to --metrics)", default=None, call="overlay_path")
+    predictions: str = arg("folder for NIfTI predictions on the original grids", call="predictions_dir", metavar="PREDICTION_DIR")
+    metrics: str = arg("metrics.json to write", call="metrics_path", metavar="SEED_METRICS_JSON")
+    overlay: str | None = arg("overlay.npz to write (default: next to --metrics)", default=None, call="overlay_path", metavar="OVERLAY_NPZ")
     experiment: dict[str, Any] = arg("resolved experiment config (recorded)", default_factory=dict, json=True)
     batch_size: int = arg("slices per forward pass", default=32)
     gpu: int = arg("GPUs the rule declared (>0: lease one, see xmodseg.gpu_lease)", default=0, call=None)

@@ -180,3 +180,21 @@ def test_the_command_line_lists_everyday_commands_apart_from_pipeline_steps(caps
         assert parser.description, name
         if name in EVERYDAY:
             assert parser.epilog and "xmodseg " + name in parser.epilog, name  # an example
+
+
+def test_every_path_flag_names_the_role_of_its_file():
+    """A flag that takes a file or folder shows what it is (CACHE_DIR, MODEL_PT, SOURCE_JSON, ...) in
+    its help, not argparse's generic name for the flag (OUT, MARKER, ...)."""
+    from xmodseg.cli import build_parser
+
+    # flags whose own name does not say what the file is (--source-cache does: SOURCE_CACHE)
+    path_like = {"out", "marker", "metrics", "files", "downloads", "path", "input", "output", "cache", "folder", "overlays", "translation", "anatomy",
+                 "json", "oracle", "model", "train_log", "quality", "preview", "out_cache", "registry", "predictions", "overlay", "repo"}
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    checked = 0
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.dest in path_like and action.help != "==SUPPRESS==":
+                checked += 1
+                assert action.metavar and action.metavar != action.dest.upper(), f"xmodseg {name} {'/'.join(action.option_strings) or action.dest}: no role metavar"
+    assert checked > 30

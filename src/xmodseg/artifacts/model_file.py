@@ -20,13 +20,14 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from xmodseg.artifacts._json import check_keys, read_json
 from xmodseg.atomic import atomic_path, write_json
 from xmodseg.errors import InputDataError
+
+if TYPE_CHECKING:  # torch is imported where a model file is read or written: the sidecar needs none
+    import torch
 
 _FIX_MODEL = "rerun the job that trains it"
 
@@ -98,6 +99,8 @@ class ModelFile:
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu") -> ModelFile:
         """Read `path` onto `device` (tensors and plain data only); every failure names the file."""
+        import torch
+
         p = str(path)
         try:
             payload = torch.load(p, map_location=device, weights_only=True)
@@ -114,6 +117,8 @@ class ModelFile:
         """Atomically; through a file object, as training.checkpoint.save_torch, so the bytes do not
         depend on the (temporary) file name."""
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            import torch
+
             torch.save(self.to_payload(), fh)
 
     @property

@@ -312,22 +312,27 @@ def build_report(
     if overlays is not None and len(overlays) != len(metrics_files):
         raise ConfigError(f"report: {len(overlays)} overlay files for {len(metrics_files)} metrics files; pass one overlay per metrics file, in the same order")
     figures = _overlays(docs, out_dir, overlays or [])
-    md = _markdown(title, summary, docs, figures, claims_section(made, notes))
-    found = sidecars(docs)
-    md += per_case_section(docs) + grids_section(docs, out_dir) + time_section(docs, found)
-    drawn = curves_plot(found, out_dir / CURVES_FILE)
-    md += "\n## Learning curves\n\n" + (
-        f"Loss terms per iteration of each experiment's lowest seed ({drawn} experiments), binned to at most 100 points, from the model sidecars.\n\n![learning curves]({CURVES_FILE})\n"
-        if drawn
-        else "No model sidecar of these experiments holds a loss history (trained before sidecars kept one, or only the metrics are present).\n"
-    )
+    md = _markdown(title, summary, docs, claims_section(made, notes))
+    md += per_case_section(docs) + grids_section(docs, out_dir) + training_section(docs, out_dir)
     if sweeps:
         md += sweep_section(summary, docs, sweeps, out_dir / "sweeps.png")
     if reference:
         md += reference_section(summary, reference, source_kinds)
     if translation:
         md += translation_section(translation, anatomy, out_dir)
+    md += overlays_section(figures) + provenance_section(docs)
     write_text(out_dir / "summary.md", md)
+
+
+def training_section(docs: Sequence[MetricsDoc], out_dir: Path) -> str:
+    """Training time per experiment and the learning curves, from the model sidecars."""
+    found = sidecars(docs)
+    drawn = curves_plot(found, out_dir / CURVES_FILE)
+    return time_section(docs, found) + "\n## Learning curves\n\n" + (
+        f"Loss terms per iteration of each experiment's lowest seed ({drawn} experiments), binned to at most 100 points, from the model sidecars.\n\n![learning curves]({CURVES_FILE})\n"
+        if drawn
+        else "No model sidecar of these experiments holds a loss history (trained before sidecars kept one, or only the metrics are present).\n"
+    )
 
 
 SWEEP_AXIS_LABELS = {"n_assistant": "labelled assistant volumes", "n_labelled": "labelled target volumes"}
@@ -557,7 +562,7 @@ def _overlays(docs: list[MetricsDoc], out_dir: Path, overlays: Sequence[str | os
     return made
 
 
-def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], overlays: Mapping[str, str], claims: str = "") -> str:
+def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], claims: str = "") -> str:
     parts = [f"# {' '.join(str(title).split()) or 'xmodseg report'}\n"]  # one heading line, as given (no quoting)
     parts.append(
         "Target-domain test volumes, 3D per volume. Values are mean ± std: std over seeds when an experiment "
@@ -573,11 +578,20 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], overlay
     parts.append(pooled_section(docs))
     parts.append("\n![Dice per class](dice_bar.png)\n")
     parts.append(claims)
-    if overlays:
-        parts.append("\n## Overlays (target image, ground truth, prediction)\n")
-        for name, png in overlays.items():
-            parts.append(f"\n**{name}**\n\n![{name}]({png})\n")
-    parts.append("\n## Provenance\n\n| experiment | seed | metrics file | model sha256 | git commit | dirty | data manifest sha256 |\n|---|---|---|---|---|---|---|\n")
+    return "".join(parts)
+
+
+def overlays_section(overlays: Mapping[str, str]) -> str:
+    if not overlays:
+        return ""
+    parts = ["\n## Overlays (target image, ground truth, prediction)\n"]
+    parts += [f"\n**{name}**\n\n![{name}]({png})\n" for name, png in overlays.items()]
+    return "".join(parts)
+
+
+def provenance_section(docs: Sequence[MetricsDoc]) -> str:
+    """Per seed: the metrics file, model, commit and data behind its numbers (`xmodseg audit` checks them)."""
+    parts = ["\n## Provenance\n\n| experiment | seed | metrics file | model sha256 | git commit | dirty | data manifest sha256 |\n|---|---|---|---|---|---|---|\n"]
     for d in sorted(docs, key=lambda d: (d.name, d.seed)):
         prov = d.provenance
         git = prov.get("git", {})

@@ -8,14 +8,15 @@ closes, ASSD, seeds and label budget.
 - 95% CI: percentile bootstrap of the mean over (test volume, seed) values of the per-volume class
   mean Dice (the same bootstrap as the claims); it describes these runs on these volumes.
 - Gap closed: (Dice − source_only) / (oracle − source_only) in %, against the first source_only
-  experiment of the same direction and the first oracle of the same target; "–" when one of them
+  experiment of the same direction and the first oracle of the same target trained on all its
+  labels (not a labelled-subset oracle); "–" when one of them
   is missing, when the oracle is not above source_only, or for one-modality experiments.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,16 @@ def _mean_over_seeds(docs: Sequence[MetricsDoc], metric: str) -> float:
     return math.nan if any(math.isnan(v) for v in values) else float(np.mean(values))
 
 
-def headline_rows(docs: Sequence[MetricsDoc], label: Any, budget: Any) -> list[dict[str, Any]]:
+Label = Callable[[Mapping[str, Any]], str]  # an experiment record -> its row label
+Budget = Callable[[MetricsDoc], str]  # a metrics document -> its label-budget text
+
+
+def _all_target_labels(exp: Mapping[str, Any]) -> bool:
+    """The reference oracle trains on every target label, not on a labelled subset."""
+    return (exp.get("labels") or {}).get("target") in (None, "all")
+
+
+def headline_rows(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -> list[dict[str, Any]]:
     """One row per experiment (directions in order of first appearance); `label`/`budget`: the
     report's row label and label-budget text of a document."""
     by_exp: dict[str, list[MetricsDoc]] = {}
@@ -45,7 +55,10 @@ def headline_rows(docs: Sequence[MetricsDoc], label: Any, budget: Any) -> list[d
     dice = {name: _mean_over_seeds(ds, "dice") for name, ds in by_exp.items()}
 
     def first(method: str, match: Mapping[str, Any]) -> str | None:
-        return next((n for n, ds in by_exp.items() if ds[0].experiment.get("method") == method and all(ds[0].experiment.get(k) == v for k, v in match.items())), None)
+        return next(
+            (n for n, ds in by_exp.items() if ds[0].experiment.get("method") == method and _all_target_labels(ds[0].experiment) and all(ds[0].experiment.get(k) == v for k, v in match.items())),
+            None,
+        )
 
     rows = []
     for name, ds in by_exp.items():
@@ -84,7 +97,7 @@ def _num(v: float, fmt: str = ".3f") -> str:
     return "N/A" if math.isnan(v) else format(v, fmt)
 
 
-def headline_section(docs: Sequence[MetricsDoc], label: Any, budget: Any) -> str:
+def headline_section(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -> str:
     """The headline table as Markdown (its header starts with `direction`, so the audit's reader
     of `method | direction` tables leaves it to `xmodseg.provenance.audit`'s own check)."""
     parts = [

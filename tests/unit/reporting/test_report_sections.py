@@ -41,6 +41,10 @@ def test_headline_states_gap_closed_spread_unit_and_interval():
     assert rows["source_only_mr2ct"]["gap_closed"] == 0.0 and rows["oracle_mr2ct"]["gap_closed"] == 100.0
     assert rows["source_only_mr2ct"]["spread_over"] == "volumes" and rows["source_only_mr2ct"]["ci"] == (0.2, 0.2)
     assert math.isnan(rows["co_da_ct"]["gap_closed"])  # one modality: no domain gap to close
+    # a labelled-subset oracle listed first is not the reference: the all-label oracle is
+    subset = MetricsDoc.coerce({**metrics_doc("oracle_subset_mr2ct", 0, [0.5] * 4, method="oracle", labels={"target": "subset", "n_labelled": 4}), "_path": "s"})
+    again = {r["experiment"]: r for r in headline_rows([subset, *_docs()], method_label, label_budget)}
+    assert math.isclose(again["sifa_mr2ct"]["gap_closed"], sifa["gap_closed"]) and math.isclose(again["oracle_subset_mr2ct"]["gap_closed"], 100 * 0.3 / 0.7)
     # an oracle no better than source_only leaves the gap undefined instead of dividing by <= 0
     flat = [d for d in _docs() if d.name != "oracle_mr2ct"] + [MetricsDoc.coerce({**metrics_doc("oracle_mr2ct", 0, [0.2] * 4, method="oracle"), "_path": "o"})]
     assert math.isnan({r["experiment"]: r for r in headline_rows(flat, method_label, label_budget)}["sifa_mr2ct"]["gap_closed"])

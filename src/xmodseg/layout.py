@@ -54,7 +54,7 @@ PATTERNS: dict[str, str] = {
     "report_comparisons": "results/report/comparisons.csv",
     "report_per_case": "results/report/per_case.csv",
     "report_curves": "results/report/learning_curves.png",
-    "report_grid": "results/report/grid_{source}2{target}.png",  # xmodseg.reporting.case_grid.grid_name
+    "report_grid": "results/report/grid_{source}2{target}.png",  # one per direction
     "report_overlay": "results/report/overlay_{exp}.png",
     "report_sweeps": "results/report/sweeps.png",
     # provenance

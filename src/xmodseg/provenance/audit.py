@@ -23,7 +23,6 @@ For each per-seed metrics file behind a reported number the chain is:
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -520,8 +519,8 @@ def _remade_problems(docs: list[dict[str, Any]], md: str, md_name: str, report_d
     """The headline and per-volume sections and per_case.csv against the same made from the
     recomputed documents. A report written before a section existed has nothing to check there."""
     from xmodseg.artifacts.metrics import MetricsDoc
-    from xmodseg.reporting.per_case import per_case_table
-    from xmodseg.reporting.report import PER_CASE_FILE, audited_sections
+    from xmodseg.reporting.per_case import FILE, per_case_csv
+    from xmodseg.reporting.report import audited_sections
 
     coerced = [MetricsDoc.coerce(d) for d in docs]
     problems = []
@@ -534,11 +533,9 @@ def _remade_problems(docs: list[dict[str, Any]], md: str, md_name: str, report_d
             if row not in stated:
                 problems.append(f"value: {md_name} '{heading[3:]}' lacks the recomputed row {row!r}")
         problems += [f"value: {md_name} '{heading[3:]}' states the row {row!r}, not recomputed" for row in stated if row not in expected]
-    csv_path = report_dir / PER_CASE_FILE
+    csv_path = report_dir / FILE
     if csv_path.is_file():
-        buffer = io.StringIO()
-        per_case_table(coerced).to_csv(buffer, index=False, float_format="%.6f")
-        stated_lines, expected_lines = csv_path.read_text().splitlines(), buffer.getvalue().splitlines()
+        stated_lines, expected_lines = csv_path.read_text().splitlines(), per_case_csv(coerced).splitlines()
         if stated_lines != expected_lines:
             diff = next((f"line {i + 1}: states {a!r}, recomputed {b!r}" for i, (a, b) in enumerate(zip(stated_lines, expected_lines)) if a != b), f"{len(stated_lines)} lines, recomputed {len(expected_lines)}")
             problems.append(f"value: {rel(csv_path)} {diff}")

@@ -11,7 +11,7 @@ absent (only the metrics restored), the figure says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,13 @@ from xmodseg.artifacts.cache import CacheManifest
 from xmodseg.artifacts.metrics import MetricsDoc
 from xmodseg.atomic import atomic_path
 from xmodseg.errors import InputDataError
+from xmodseg.layout import PATTERNS
 from xmodseg.reporting.compare import direction_label
 from xmodseg.reporting.headline import volume_means
 
 
 def grid_name(source: str, target: str) -> str:
-    return f"grid_{source}2{target}.png"
+    return Path(PATTERNS["report_grid"]).name.format(source=source, target=target)
 
 
 def chosen_cases(docs: Sequence[MetricsDoc]) -> list[tuple[str, str]]:
@@ -42,21 +43,35 @@ def chosen_cases(docs: Sequence[MetricsDoc]) -> list[tuple[str, str]]:
     return [("median", median)] if median == worst else [("median", median), ("worst", worst)]
 
 
-def _slice_arrays(doc: MetricsDoc, case: str) -> dict[str, Any]:
-    """Image, label and prediction of `case` on the slice with the most labelled foreground."""
-    rec = next(c for c in doc.cases if c["case"] == case)
+def _record(doc: MetricsDoc, case: str) -> dict[str, Any]:
+    return next(c for c in doc.cases if c["case"] == case)
+
+
+def _volume_slices(doc: MetricsDoc, cases: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per case: the image and label on the slice with the most labelled foreground, its index,
+    and whether rows are flipped for display (read once; every experiment of a direction was
+    evaluated on the same target cache)."""
     manifest_path = Path(doc.provenance["data_manifest"])
     manifest = CacheManifest.load(manifest_path)
-    cached = next(r for r in manifest.cases_in("test") if r.case == case)
-    label = np.load(rec["ground_truth_preprocessed"])
-    with np.load(rec["prediction_preprocessed"]) as data:
-        pred = data["prediction"]
-    i = int(np.argmax((label > 0).reshape(label.shape[0], -1).sum(axis=1)))
-    image = np.load(manifest_path.parent / cached.image, mmap_mode="r")
-    shown = np.asarray(image[i]) if image.ndim == 3 else np.asarray(image[i]).mean(axis=0)
     flip = manifest.slice_axis != "axial"  # cached slices run inferior -> superior down the rows
-    arrays = {"image": shown, "label": label[i], "prediction": pred[i]}
-    return {k: np.flipud(v) if flip else v for k, v in arrays.items()} | {"slice": i}
+    out = {}
+    for case in cases:
+        cached = next(r for r in manifest.cases_in("test") if r.case == case)
+        label = np.load(_record(doc, case)["ground_truth_preprocessed"])
+        i = int(np.argmax((label > 0).reshape(label.shape[0], -1).sum(axis=1)))
+        image = np.load(manifest_path.parent / cached.image, mmap_mode="r")
+        shown = np.asarray(image[i]) if image.ndim == 3 else np.asarray(image[i]).mean(axis=0)
+        out[case] = {"image": _shown(shown, flip), "label": _shown(label[i], flip), "slice": i, "flip": flip}
+    return out
+
+
+def _shown(a: np.ndarray, flip: bool) -> np.ndarray:
+    return np.flipud(a) if flip else a
+
+
+def _prediction_slice(doc: MetricsDoc, case: str, volume: Mapping[str, Any]) -> np.ndarray:
+    with np.load(_record(doc, case)["prediction_preprocessed"]) as data:
+        return _shown(data["prediction"][volume["slice"]], volume["flip"])
 
 
 def grid_plot(docs: Sequence[MetricsDoc], path: Path) -> str:
@@ -73,7 +88,8 @@ def grid_plot(docs: Sequence[MetricsDoc], path: Path) -> str:
     title = direction_label(exp["source"], exp["target"])
     chosen = chosen_cases(docs)
     try:
-        panels = {(d.name, case): _slice_arrays(d, case) for d in docs for _, case in chosen}
+        volumes = _volume_slices(docs[0], [case for _, case in chosen])
+        predictions = {(d.name, case): _prediction_slice(d, case, volumes[case]) for d in docs for _, case in chosen}
     except (OSError, KeyError, StopIteration, ValueError, InputDataError) as exc:
         fig = plt.figure(figsize=(5, 1))
         fig.text(0.5, 0.5, f"{title}: predictions or cached images not available", ha="center", va="center")
@@ -90,12 +106,12 @@ def grid_plot(docs: Sequence[MetricsDoc], path: Path) -> str:
     fig, axes = plt.subplots(len(rows), len(chosen), figsize=(2.6 * len(chosen), 2.4 * len(rows)), squeeze=False)
     for r, (name, d) in enumerate(rows):
         for c, (which, case) in enumerate(chosen):
-            p = panels[(docs[0].name if d is None else d.name, case)]
-            lab = p["label"] if d is None else p["prediction"]
+            v = volumes[case]
+            lab = v["label"] if d is None else predictions[(name, case)]
             ax = axes[r][c]
-            ax.imshow(p["image"], cmap="gray")
+            ax.imshow(v["image"], cmap="gray")
             ax.imshow(np.ma.masked_equal(lab, 0), cmap=cmap, vmin=0, vmax=len(classes), alpha=0.55, interpolation="nearest")
-            text = f"{which} volume {case}, slice {p['slice']}" if d is None else f"{name}: Dice {dice[name][case]:.3f}"
+            text = f"{which} volume {case}, slice {v['slice']}" if d is None else f"{name}: Dice {dice[name][case]:.3f}"
             ax.set_title(text, fontsize=7)
             ax.axis("off")
     fig.legend(handles=[Patch(color=col, label=cls) for cls, col in zip(classes, colours, strict=True)], loc="lower center", ncol=min(len(classes), 6), fontsize=7)

@@ -16,10 +16,11 @@ closes, ASSD, seeds and label budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from xmodseg.artifacts.metrics import MetricsDoc
 from xmodseg.reporting.compare import CONFIDENCE, bootstrap_interval, direction_label
@@ -32,27 +33,20 @@ def volume_means(doc: MetricsDoc, metric: str) -> list[float]:
     return [float(np.mean([case[metric][c] for c in doc.class_names])) for case in doc.cases]
 
 
-def _mean_over_seeds(docs: Sequence[MetricsDoc], metric: str) -> float:
-    values = [float(d.summary[metric]["mean"]["mean"]) for d in docs]
-    return math.nan if any(math.isnan(v) for v in values) else float(np.mean(values))
-
-
-Label = Callable[[Mapping[str, Any]], str]  # an experiment record -> its row label
-Budget = Callable[[MetricsDoc], str]  # a metrics document -> its label-budget text
-
-
 def _all_target_labels(exp: Mapping[str, Any]) -> bool:
     """The reference oracle trains on every target label, not on a labelled subset."""
     return (exp.get("labels") or {}).get("target") in (None, "all")
 
 
-def headline_rows(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -> list[dict[str, Any]]:
-    """One row per experiment (directions in order of first appearance); `label`/`budget`: the
-    report's row label and label-budget text of a document."""
+def headline_rows(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> list[dict[str, Any]]:
+    """One row per experiment (directions in order of first appearance). Dice, ASSD, their spread,
+    row label and label budget are the class-mean rows of `summary` (`report.seed_summary`, as in
+    the tables below); the interval and the gap's references come from the documents."""
     by_exp: dict[str, list[MetricsDoc]] = {}
     for d in docs:
         by_exp.setdefault(d.name, []).append(d)
-    dice = {name: _mean_over_seeds(ds, "dice") for name, ds in by_exp.items()}
+    means = summary[summary["class"] == "mean"].set_index(["metric", "experiment"])
+    dice = {name: float(means.loc[("dice", name), "mean"]) for name in by_exp}
 
     def first(method: str, match: Mapping[str, Any]) -> str | None:
         return next(
@@ -63,11 +57,10 @@ def headline_rows(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -> l
     rows = []
     for name, ds in by_exp.items():
         exp = ds[0].experiment
+        row = means.loc[("dice", name)]
         values = [v for d in ds for v in volume_means(d, "dice")]
         low, high = bootstrap_interval(values) if len(values) >= 2 else (math.nan, math.nan)
-        seed_values = [float(d.summary["dice"]["mean"]["mean"]) for d in ds]
-        over_seeds = len(ds) > 1
-        spread = float(np.std(seed_values)) if over_seeds else float(ds[0].summary["dice"]["mean"]["std"])  # as the tables below
+        over_seeds = int(row["n_seeds"]) > 1
         gap = math.nan
         if exp.get("source") != exp.get("target"):
             so, oracle = first("source_only", {"source": exp.get("source"), "target": exp.get("target")}), first("oracle", {"target": exp.get("target")})
@@ -77,16 +70,16 @@ def headline_rows(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -> l
             {
                 "experiment": name,
                 "direction": direction_label(exp["source"], exp["target"]),
-                "method": label(exp),
-                "labels": budget(ds[0]),
-                "seeds": len(ds),
-                "volumes": len(ds[0].cases),
+                "method": row["method"],
+                "labels": row["labels"],
+                "seeds": int(row["n_seeds"]),
+                "volumes": int(row["n_volumes"]),
                 "dice": dice[name],
-                "spread": spread,
+                "spread": float(row["std_over_seeds"] if over_seeds else row["volume_std"]),
                 "spread_over": "seeds" if over_seeds else "volumes",
                 "ci": (low, high),
                 "gap_closed": gap,
-                "assd_mm": _mean_over_seeds(ds, "assd_mm"),
+                "assd_mm": float(means.loc[("assd_mm", name), "mean"]),
             }
         )
     order = list(dict.fromkeys(r["direction"] for r in rows))
@@ -97,7 +90,7 @@ def _num(v: float, fmt: str = ".3f") -> str:
     return "N/A" if math.isnan(v) else format(v, fmt)
 
 
-def headline_section(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -> str:
+def headline_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> str:
     """The headline table as Markdown (its header starts with `direction`, so the audit's reader
     of `method | direction` tables leaves it to `xmodseg.provenance.audit`'s own check)."""
     parts = [
@@ -109,7 +102,7 @@ def headline_section(docs: Sequence[MetricsDoc], label: Label, budget: Budget) -
         f"| direction | method | labels | seeds | volumes | Dice | ± | ± over | {CONFIDENCE:.0%} CI | gap closed | ASSD (mm) | experiment |\n",
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     ]
-    for r in headline_rows(docs, label, budget):
+    for r in headline_rows(summary, docs):
         low, high = r["ci"]
         ci = "–" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
         gap = "–" if math.isnan(r["gap_closed"]) else f"{r['gap_closed']:.0f} %"

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 
 from xmodseg.artifacts.metrics import CASE_METRICS, MetricsDoc
-from xmodseg.atomic import atomic_path
+from xmodseg.atomic import write_text
+from xmodseg.layout import PATTERNS
 from xmodseg.reporting.compare import direction_label
 from xmodseg.reporting.headline import volume_means
 
 HEADING = "## Per test volume: Dice (class mean)"
+FILE = Path(PATTERNS["report_per_case"]).name
 COLUMNS = ["experiment", "seed", "source", "target", "case", "metric", "class", "value"]
 
 
@@ -35,9 +37,13 @@ def per_case_table(docs: Sequence[MetricsDoc]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def per_case_csv(docs: Sequence[MetricsDoc]) -> str:
+    """per_case.csv's text (the report writes it, the audit makes it again to compare)."""
+    return str(per_case_table(docs).to_csv(index=False, float_format="%.6f"))
+
+
 def write_per_case_csv(docs: Sequence[MetricsDoc], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        per_case_table(docs).to_csv(tmp, index=False, float_format="%.6f")
+    write_text(path, per_case_csv(docs))
 
 
 def per_case_section(docs: Sequence[MetricsDoc]) -> str:

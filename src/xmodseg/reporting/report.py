@@ -33,11 +33,10 @@ from xmodseg.reporting.compare import (
 from xmodseg.reporting.compare import METRICS as COMPARED
 from xmodseg.reporting.headline import HEADING as HEADLINE_HEADING
 from xmodseg.reporting.headline import headline_section
+from xmodseg.reporting.per_case import FILE as PER_CASE_FILE
 from xmodseg.reporting.per_case import HEADING as PER_CASE_HEADING
 from xmodseg.reporting.per_case import per_case_section, write_per_case_csv
 from xmodseg.reporting.training_record import CURVES_FILE, curves_plot, sidecars, time_section
-
-PER_CASE_FILE = "per_case.csv"
 
 
 def _load_metrics(paths: Sequence[str | os.PathLike[str]]) -> list[MetricsDoc]:
@@ -569,7 +568,7 @@ def _markdown(title: str, summary: pd.DataFrame, docs: list[MetricsDoc], claims:
         "has several seeds, otherwise over test volumes (the `± over` column says which). N/A: ASSD undefined for some "
         "volume (empty prediction or ground truth). `mean` is the average of the class means.\n"
     )
-    parts.append(headline_section(docs, method_label, label_budget))
+    parts.append(headline_section(summary, docs))
     for key, label in METRIC_KEYS.items():
         if key.endswith(LAST_K):
             continue
@@ -605,7 +604,7 @@ def provenance_section(docs: Sequence[MetricsDoc]) -> str:
 def audited_sections(docs: Sequence[MetricsDoc]) -> dict[str, str]:
     """{heading: section text} of the report's sections made only from the metrics documents, which
     the audit remakes from its recomputed documents and compares row by row."""
-    return {HEADLINE_HEADING: headline_section(docs, method_label, label_budget), PER_CASE_HEADING: per_case_section(docs)}
+    return {HEADLINE_HEADING: headline_section(seed_summary(long_table(docs)), docs), PER_CASE_HEADING: per_case_section(docs)}
 
 
 def last_k_section(summary: pd.DataFrame, docs: Sequence[MetricsDoc]) -> str:

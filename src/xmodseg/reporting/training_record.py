@@ -15,10 +15,10 @@ from xmodseg.artifacts.metrics import MetricsDoc
 from xmodseg.artifacts.model_file import Sidecar
 from xmodseg.atomic import atomic_path
 from xmodseg.errors import InputDataError
-from xmodseg.layout import sidecar_of
+from xmodseg.layout import PATTERNS, sidecar_of
 
 TIME_HEADING = "## Training time"
-CURVES_FILE = "learning_curves.png"
+CURVES_FILE = Path(PATTERNS["report_curves"]).name
 
 
 def sidecars(docs: Sequence[MetricsDoc]) -> dict[tuple[str, int], Sidecar | None]:
